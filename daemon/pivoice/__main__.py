@@ -1,0 +1,3 @@
+from pivoice.cli import main
+
+raise SystemExit(main())
