@@ -1,0 +1,142 @@
+"""HTTP transport for the token client: a one-method interface and its stdlib implementation.
+
+The Pi only needs `urllib.request` + `ssl`. Transports are called from the token provider's
+refresh thread only, one request at a time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from pivoice.tokens_types import TokenError
+
+# A mint response is a few KiB; cap reads so a misbehaving backend cannot fill memory.
+MAX_RESPONSE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """status, headers with lower-cased names, raw body."""
+
+    status: int
+    headers: dict
+    body: bytes
+
+
+class HttpTransport(Protocol):
+    def post_json(self, url: str, headers: dict, body: bytes, timeout_s: float) -> HttpResponse:
+        """POST `body`; return any HTTP response (errors included). Raise TokenError with code
+        backend_unreachable, backend_timeout, tls_error or bad_response when no usable response came."""
+
+
+def host_label(url: str) -> str:
+    """host:port of a URL, without user info, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return f"{host}:{port}"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # Following a redirect would resend the Basic credentials to wherever it points.
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+class UrllibTransport:
+    """Real transport: TLS with certificate and host name verification always on, environment
+    proxies ignored, redirects not followed. `ca_bundle` (PEM file) replaces the system CAs, for
+    a self-hosted backend with its own CA or self-signed certificate."""
+
+    def __init__(self, ca_bundle: str | None = None):
+        if ca_bundle is not None:
+            path = Path(ca_bundle)
+            if not path.is_file():
+                raise ValueError(f"CA bundle {ca_bundle}: file not found")
+            try:
+                context = ssl.create_default_context(cafile=str(path))
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"CA bundle {ca_bundle}: not a usable PEM certificate file "
+                                 f"({getattr(exc, 'reason', None) or type(exc).__name__})") from None
+        else:
+            context = ssl.create_default_context()
+        context.check_hostname = True
+        context.verify_mode = ssl.CERT_REQUIRED
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}),
+            urllib.request.HTTPSHandler(context=context),
+            _NoRedirect(),
+        )
+
+    def post_json(self, url: str, headers: dict, body: bytes, timeout_s: float) -> HttpResponse:
+        where = f"backend {host_label(url)}"
+        deadline_mono_s = time.monotonic() + timeout_s
+        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+        try:
+            try:
+                response = self._opener.open(request, timeout=timeout_s)
+            except urllib.error.HTTPError as exc:
+                response = exc  # an error status is still a response we want to read
+            with response:
+                status = int(response.status if hasattr(response, "status") else response.code)
+                hdrs = {k.lower(): v for k, v in response.headers.items()}
+                payload = _read_limited(response, deadline_mono_s, where)
+            return HttpResponse(status=status, headers=hdrs, body=payload)
+        except TokenError:
+            raise
+        except urllib.error.URLError as exc:
+            raise _classify(exc.reason, where, timeout_s) from None
+        except (http.client.HTTPException, OSError) as exc:
+            raise _classify(exc, where, timeout_s) from None
+
+
+def _read_limited(response, deadline_mono_s: float, where: str) -> bytes:
+    chunks, total = [], 0
+    while True:
+        if time.monotonic() > deadline_mono_s:
+            raise TokenError("backend_timeout", f"{where} too slow sending its response")
+        chunk = response.read(16384)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > MAX_RESPONSE_BYTES:
+            raise TokenError("bad_response", f"{where} sent more than {MAX_RESPONSE_BYTES} bytes")
+        chunks.append(chunk)
+
+
+def _classify(reason, where: str, timeout_s: float) -> TokenError:
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        detail = reason.verify_message or "certificate verification failed"
+        return TokenError("tls_error", f"{where} TLS certificate rejected ({detail})")
+    if isinstance(reason, ssl.SSLError):
+        return TokenError("tls_error", f"{where} TLS handshake failed ({reason.reason or 'ssl error'})")
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return TokenError("backend_timeout", f"{where} did not answer within {timeout_s:g} s")
+    if isinstance(reason, ConnectionRefusedError):
+        return TokenError("backend_unreachable", f"{where} unreachable (connection refused)")
+    if isinstance(reason, socket.gaierror):
+        return TokenError("backend_unreachable", f"{where} unreachable (host name not resolved)")
+    if isinstance(reason, http.client.RemoteDisconnected):
+        return TokenError("backend_unreachable", f"{where} closed the connection without answering")
+    if isinstance(reason, http.client.HTTPException):
+        return TokenError("bad_response", f"{where} sent a malformed HTTP response ({type(reason).__name__})")
+    if isinstance(reason, OSError):
+        detail = reason.strerror or type(reason).__name__
+        return TokenError("backend_unreachable", f"{where} unreachable ({detail})")
+    return TokenError("backend_unreachable", f"{where} unreachable ({str(reason)[:80]})")
