@@ -1,0 +1,64 @@
+"""Run the app in N uvicorn worker processes sharing one pre-bound listening socket.
+
+The parent binds the socket itself (so `port: 0` works and the real port is known),
+starts the workers through uvicorn's own supervisor (which restarts a worker that dies
+and stops on SIGTERM/SIGINT), and reports readiness only once every worker has finished
+its start-up and is accepting. Runs in the main thread of the parent process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import uvicorn
+from uvicorn.supervisors.multiprocess import Multiprocess
+
+log = logging.getLogger(__name__)
+APP_FACTORY = "pivoice.tokenserver.app:create_app_from_env"
+WORKER_READY_TIMEOUT_S = 30.0
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, plus a readiness callback once all first-generation workers serve."""
+
+    def __init__(self, config: uvicorn.Config, sockets, on_ready: Callable[[], None]):
+        super().__init__(config, sockets)
+        self._on_ready = on_ready
+        self.ready = False
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        for process in self.processes:
+            if not process.wait_until_ready(WORKER_READY_TIMEOUT_S, self.should_exit):
+                log.error("worker %s did not start serving within %.0f s", process.pid, WORKER_READY_TIMEOUT_S)
+                return  # the supervisor loop sees the failed worker and stops
+        self.ready = True
+        self._on_ready()
+
+
+def run_workers(*, host: str, port: int, workers: int, cert_file: str | None, key_file: str | None,
+                on_ready: Callable[[int], None] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean run, 1 if the workers never became ready."""
+    config = uvicorn.Config(
+        APP_FACTORY, factory=True, host=host, port=port, workers=workers,
+        ssl_certfile=cert_file, ssl_keyfile=key_file,
+        log_config=None,        # our own logging setup (stderr, one format) applies in every process
+        access_log=False,       # the audit log covers every mint; health probes would only add noise
+        server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)
+    sock = config.bind_socket()
+    bound_port = sock.getsockname()[1]
+    scheme = "https" if cert_file else "http"
+    log.info("token server listening on %s://%s:%d with %d worker(s)", scheme, host, bound_port, workers)
+
+    def ready() -> None:
+        log.info("all %d worker(s) are serving", workers)
+        if on_ready is not None:
+            on_ready(bound_port)
+
+    supervisor = _Supervisor(config, [sock], ready)
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+    return 0 if supervisor.ready else 1
