@@ -1,0 +1,145 @@
+"""The local control socket: `pivoice ctl press | release | status`.
+
+A Unix stream socket speaking JSON lines: one request object per line
+(`{"cmd": "press"}`), one reply object per line (`{"ok": true, ...}`). It is
+how a kiosk app, a test or the demo presses the button without GPIO, and how an
+operator reads the daemon's state. The socket is created owner-only (0600) so
+only the daemon's user (and root) can drive the device.
+
+`ControlServer` runs an accept thread and a short-lived thread per client;
+handlers it calls must only enqueue or read published state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+MAX_REQUEST_BYTES = 4096
+COMMANDS = ("press", "release", "status")
+
+
+class ControlServer:
+    def __init__(self, path: str, *, on_press: Callable[[], None], on_release: Callable[[], None],
+                 get_status: Callable[[], dict]):
+        self.path = path
+        self._handlers = {"press": on_press, "release": on_release}
+        self._get_status = get_status
+        self._sock: socket.socket | None = None
+        self._thread = threading.Thread(target=self._accept_loop, name="control", daemon=True)
+
+    def start(self) -> None:
+        directory = Path(self.path).parent
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            os.unlink(self.path)   # a stale socket from a crashed run would block bind()
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)   # no window in which the socket exists with wider permissions
+        try:
+            sock.bind(self.path)
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"control.socket_path {self.path}: cannot bind: {exc.strerror}") from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+        sock.listen(8)
+        self._sock = sock
+        self._thread.start()
+        log.info("control socket at %s", self.path)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def _accept_loop(self) -> None:
+        while self._sock is not None:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), name="control-client", daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, client.makefile("rwb") as stream:
+            client.settimeout(10)
+            try:
+                for line in stream:
+                    reply = self._reply(line)
+                    stream.write(json.dumps(reply).encode() + b"\n")
+                    stream.flush()
+            except (OSError, ValueError):
+                return
+
+    def _reply(self, line: bytes) -> dict:
+        if len(line) > MAX_REQUEST_BYTES:
+            return {"ok": False, "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return {"ok": False, "error": "request is not JSON; send e.g. {\"cmd\": \"press\"}"}
+        cmd = request.get("cmd") if isinstance(request, dict) else None
+        if cmd == "status":
+            return {"ok": True, "status": self._get_status()}
+        if cmd in self._handlers:
+            self._handlers[cmd]()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown cmd {cmd!r}; known: {', '.join(COMMANDS)}"}
+
+
+def request(path: str, cmd: str, timeout_s: float = 5.0) -> dict:
+    """Send one command to a running daemon and return its reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(path)
+        sock.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
+        with sock.makefile("rb") as stream:
+            line = stream.readline()
+    if not line:
+        raise ConnectionError(f"{path}: the daemon closed the connection without replying")
+    return json.loads(line)
+
+
+def main(argv: list[str]) -> int:
+    """`pivoice ctl [--socket PATH | --config FILE] press|release|status`."""
+    parser = argparse.ArgumentParser(prog="pivoice ctl", description="Drive a running pivoice daemon.")
+    parser.add_argument("cmd", choices=COMMANDS)
+    parser.add_argument("--socket", help="control socket path (default: from --config, else /run/pivoice/control.sock)")
+    parser.add_argument("--config", help="daemon config file to read control.socket_path from")
+    args = parser.parse_args(argv)
+    path = args.socket
+    if path is None and args.config:
+        from pivoice.config import load
+        from pivoice.settings import ConfigError
+        try:
+            path = load(args.config).control.socket_path
+        except ConfigError as exc:
+            print(f"pivoice ctl: config error: {exc}", file=sys.stderr)
+            return 2
+    path = path or "/run/pivoice/control.sock"
+    try:
+        reply = request(path, args.cmd)
+    except (OSError, ConnectionError) as exc:
+        print(f"pivoice ctl: cannot reach the daemon at {path}: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"pivoice ctl: {reply.get('error')}", file=sys.stderr)
+        return 1
+    if args.cmd == "status":
+        print(json.dumps(reply["status"], indent=2, sort_keys=True))
+    return 0

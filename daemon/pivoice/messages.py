@@ -1,0 +1,170 @@
+"""Events into and actions out of the controller state machine.
+
+Events are built by edge threads (button, audio, WebSocket, token refresh) and
+queued; actions are executed by the runtime on the controller thread. All are
+small frozen dataclasses so controller tests can be written as tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+# ---- events ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Press:
+    source: str = "button"
+
+
+@dataclass(frozen=True)
+class Release:
+    source: str = "button"
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Sent by the runtime a few times a second so timers can fire."""
+
+
+@dataclass(frozen=True)
+class TokenReady:
+    key: Any = field(repr=False)   # tokens.EphemeralKey; never printed
+
+
+@dataclass(frozen=True)
+class TokenFailed:
+    code: str
+    message: str
+    retryable: bool
+
+
+@dataclass(frozen=True)
+class SocketOpened:
+    pass
+
+
+@dataclass(frozen=True)
+class SocketClosed:
+    code: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """Any server event except audio deltas, as the parsed JSON object."""
+
+    data: dict = field(repr=False)
+
+    @property
+    def type(self) -> str:
+        return str(self.data.get("type", ""))
+
+
+@dataclass(frozen=True)
+class AudioDelta:
+    response_id: str
+    item_id: str
+    content_index: int
+    payload: bytes = field(repr=False)   # already base64-decoded, in the session's output format
+    received_at_s: float = field(default=0.0, compare=False)   # monotonic, for latency figures
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The local gate heard speech start."""
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    """The local gate closed: speech ended and the trailing audio has been emitted."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    payload: bytes = field(repr=False)   # wire-format audio ready for input_audio_buffer.append
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class AudioFailed:
+    """The mic or speaker could not be opened; `reason` names the device and what exists."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlaybackDrained:
+    pass
+
+
+@dataclass(frozen=True)
+class PlaybackStopped:
+    played_ms: int
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+# ---- actions -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpenAudio:
+    pass
+
+
+@dataclass(frozen=True)
+class CloseAudio:
+    pass
+
+
+@dataclass(frozen=True)
+class RequestToken:
+    pass
+
+
+@dataclass(frozen=True)
+class Connect:
+    key: Any = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Send:
+    event: dict
+
+
+@dataclass(frozen=True)
+class SendAudio:
+    payload: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class BeginReply:
+    pass
+
+
+@dataclass(frozen=True)
+class Play:
+    payload: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StopPlayback:
+    """Drop queued reply audio now; the runtime answers with PlaybackStopped(played_ms)."""
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line for the log and the demo timeline; `kind` is a stable machine-readable tag."""
+
+    kind: str
+    text: str
+    level: str = "info"

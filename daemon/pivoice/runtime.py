@@ -1,0 +1,218 @@
+"""The controller thread: one queue in, the controller's actions executed out.
+
+Edge threads (PortAudio, gpiozero, WebSocket reader, token refresh, control
+socket) only put events on `events`. This thread takes them one at a time,
+runs mic frames through the uplink DSP, feeds the controller and executes the
+actions it returns. It is the only thread that touches the controller, the
+uplink, the downlink and the session's send side.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from pivoice import messages as m
+from pivoice.controller import Controller
+
+log = logging.getLogger(__name__)
+TICK_S = 0.1
+
+
+@dataclass(frozen=True)
+class _MicFrame:
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class _FromConnection:
+    generation: int
+    event: object
+
+
+class Metrics:
+    """Latency and volume figures for `ctl status` and the bench. Controller thread writes, anyone reads."""
+
+    def __init__(self) -> None:
+        self.press_at_s: float | None = None
+        self.press_to_first_append_ms: list[float] = []
+        self.delta_to_speaker_ms: list[float] = []
+        self.raw_capture_bytes = 0
+        self.wire_audio_bytes = 0
+        self._first_delta_at_s: float | None = None
+        self.conversations = 0
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+class Runtime:
+    """Runs the controller thread. `status()` may be called from any thread."""
+
+    def __init__(self, controller: Controller, *, mic, uplink_factory: Callable[[int], object], downlink,
+                 tokens, connector, on_note: Callable[[m.Note], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.controller = controller
+        self.events: queue.Queue = queue.Queue()
+        self._mic = mic
+        self._uplink_factory = uplink_factory
+        self._uplink = None
+        self._downlink = downlink
+        self._tokens = tokens
+        self._connector = connector
+        self._on_note = on_note
+        self._clock = clock
+        self._conn = None
+        self._generations = itertools.count(1)
+        self._generation = 0
+        self._audio_open = False
+        self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
+        self._stopped = threading.Event()
+        self.metrics = Metrics()
+        self._status: dict = controller.snapshot()
+
+    # ---- any thread ----------------------------------------------------------------
+
+    def post(self, event: object) -> None:
+        self.events.put(event)
+
+    def status(self) -> dict:
+        token_status = self._tokens.status() if self._tokens else {}
+        return {**self._status, "token": token_status, "metrics": self.metrics.as_dict()}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.post(m.Shutdown())
+        self._thread.join(timeout_s)
+
+    # ---- controller thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        next_tick = self._clock() + TICK_S
+        while not self._stopped.is_set():
+            try:
+                event = self.events.get(timeout=max(0.0, next_tick - self._clock()))
+            except queue.Empty:
+                event = m.Tick()
+            if self._clock() >= next_tick:
+                next_tick = self._clock() + TICK_S
+                if not isinstance(event, m.Tick):
+                    self._dispatch(m.Tick())
+            try:
+                self._route(event)
+            except Exception:   # one bad event must not take the daemon down
+                log.exception("error while handling %s", type(event).__name__)
+            if isinstance(event, m.Shutdown):
+                self._stopped.set()
+        self._close_audio()
+
+    def _route(self, event: object) -> None:
+        if isinstance(event, _MicFrame):
+            if self._uplink is None:
+                return
+            self.metrics.raw_capture_bytes += len(event.pcm)
+            for item in self._uplink.process(event.pcm):
+                self._dispatch(item)
+            return
+        if isinstance(event, _FromConnection):
+            if event.generation != self._generation:
+                return   # a late event from a connection we already dropped
+            event = event.event
+        if isinstance(event, m.AudioDelta) and self.metrics._first_delta_at_s is None:
+            self.metrics._first_delta_at_s = event.received_at_s or self._clock()
+        self._dispatch(event)
+        if self.metrics._first_delta_at_s not in (None, float("inf")):
+            self._note_first_sample()   # the speaker's callback stamps the first sample some ms later
+
+    def _dispatch(self, event: object) -> None:
+        for action in self.controller.handle(event, self._clock()):
+            self._execute(action)
+        self._status = self.controller.snapshot()
+
+    def _execute(self, action: object) -> None:
+        if isinstance(action, m.SendAudio):
+            if self._conn is not None:
+                if self.metrics.press_at_s is not None:
+                    self.metrics.press_to_first_append_ms.append((self._clock() - self.metrics.press_at_s) * 1000)
+                    self.metrics.press_at_s = None
+                self.metrics.wire_audio_bytes += len(action.payload)
+                self._conn.send_audio(action.payload)
+        elif isinstance(action, m.Play):
+            self._downlink.play(action.payload)
+        elif isinstance(action, m.Send):
+            if self._conn is not None:
+                self._conn.send(action.event)
+        elif isinstance(action, m.Note):
+            self._note(action)
+        elif isinstance(action, m.OpenAudio):
+            self._open_audio()
+        elif isinstance(action, m.CloseAudio):
+            self._close_audio()
+        elif isinstance(action, m.RequestToken):
+            self._tokens.request(
+                lambda key: self.post(m.TokenReady(key)),
+                lambda err: self.post(m.TokenFailed(err.code, str(err), _retryable(err))))
+        elif isinstance(action, m.Connect):
+            self._generation = next(self._generations)
+            generation = self._generation
+            self._conn = self._connector.connect(
+                action.key.value.reveal(), lambda ev: self.post(_FromConnection(generation, ev)))
+        elif isinstance(action, m.Disconnect):
+            self._generation = next(self._generations)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        elif isinstance(action, m.BeginReply):
+            self._downlink.begin_reply()
+            self.metrics._first_delta_at_s = None
+        elif isinstance(action, m.StopPlayback):
+            self._dispatch(m.PlaybackStopped(self._downlink.stop()))
+        else:
+            raise TypeError(f"unknown action {action!r}")
+
+    def _open_audio(self) -> None:
+        self.metrics.press_at_s = self._clock()
+        self.metrics.conversations += 1
+        self._audio_open = True
+        try:
+            self._mic.open(lambda pcm: self.events.put(_MicFrame(pcm)))
+            self._uplink = self._uplink_factory(self._mic.sample_rate_hz)
+            self._downlink.open(lambda: self.events.put(m.PlaybackDrained()))
+        except Exception as exc:   # a USB device unplugged since start-up, a busy ALSA device, ...
+            self._dispatch(m.AudioFailed(str(exc)))
+
+    def _close_audio(self) -> None:
+        if not self._audio_open:
+            return
+        self._audio_open = False
+        for close in (self._mic.close, self._downlink.close):
+            try:
+                close()
+            except Exception:
+                log.exception("error while closing an audio device")
+        self._uplink = None
+        self.metrics.press_at_s = None
+
+    def _note_first_sample(self) -> None:
+        first_delta = self.metrics._first_delta_at_s
+        first_sample = getattr(self._downlink, "first_sample_at", None)
+        if first_delta is not None and first_sample is not None and first_sample >= first_delta:
+            self.metrics.delta_to_speaker_ms.append((first_sample - first_delta) * 1000)
+            self.metrics._first_delta_at_s = float("inf")   # one figure per reply
+
+    def _note(self, note: m.Note) -> None:
+        log.log(logging.getLevelName(note.level.upper()), "%s", note.text)
+        if self._on_note is not None:
+            self._on_note(note)
+
+
+def _retryable(err) -> bool:
+    # Credentials and policy problems need an operator; everything else may pass on its own.
+    return getattr(err, "code", "") not in ("unauthorized", "forbidden_override", "bad_config")

@@ -1,0 +1,135 @@
+"""Config loading: the example loads, bad values name the file and key path."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pivoice import config
+from pivoice.settings import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config" / "pivoice.example.yaml"
+MINIMAL = {"tokens": {"backend_url": "http://127.0.0.1:8780", "device_id": "kitchen", "secret_file": "/s"}}
+
+
+def load_dict(tmp_path, data):
+    path = tmp_path / "pivoice.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return config.load(path)
+
+
+def with_(path: str, value):
+    """MINIMAL plus one value at a dotted path."""
+    data = yaml.safe_load(yaml.safe_dump(MINIMAL))
+    node = data
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return data
+
+
+def test_example_config_loads_with_documented_defaults():
+    cfg = config.load(EXAMPLE)
+    assert cfg.session.model == "gpt-realtime"
+    assert cfg.session.payload()["audio"]["input"]["noise_reduction"] == {"type": "far_field"}
+    assert cfg.session.turn_detection.type == "server_vad"
+    assert cfg.trailing_ms == 500 + 300
+    assert cfg.audio.input.frame_ms == 20 and cfg.conversation.max_duration_s == 3300
+
+
+def test_example_documents_every_key_the_loader_reads(tmp_path):
+    """Every default the loader fills in appears in the example with the same value."""
+    assert config.load(EXAMPLE) == config.parse(yaml.safe_load(EXAMPLE.read_text()), str(EXAMPLE))
+    minimal = load_dict(tmp_path, MINIMAL)
+    example = config.load(EXAMPLE)
+    for section in ("button", "control", "audio", "realtime", "conversation"):
+        assert getattr(minimal, section) == getattr(example, section), section
+    assert minimal.session.payload() == example.session.payload()
+
+
+def test_minimal_config_gets_voice_device_defaults(tmp_path):
+    cfg = load_dict(tmp_path, MINIMAL)
+    payload = cfg.session.payload()
+    assert payload["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert payload["audio"]["output"]["voice"] == "marin"
+    assert payload["audio"]["input"]["transcription"] is None
+
+
+@pytest.mark.parametrize("path,value,where,reason", [
+    ("audio.input.frame_ms", 25, "audio.input.frame_ms", "must be one of 10, 20, 30"),
+    ("audio.gate.aggressiveness", 4, "audio.gate.aggressiveness", "must be <= 3"),
+    ("audio.input.device", "wav:", "audio.input.device", "wav: needs a file path"),
+    ("audio.input.colour", "blue", "audio.input.colour", "unknown key"),
+    ("button.pin", True, "button.pin", "BCM number"),
+    ("conversation.max_duration_s", 4000, "conversation.max_duration_s", "must be <= 3600"),
+    ("realtime.url", "https://api.openai.com/v1/realtime", "realtime.url", "must start with wss://"),
+    ("tokens.backend_url", "ftp://x", "tokens.backend_url", "must start with https://"),
+    ("session.output_modalities", ["audio", "text"], "session.output_modalities", "does not allow both"),
+    ("session.modalities", ["audio"], "session.modalities", "unknown key"),
+    ("session.max_output_tokens", 5000, "session.max_output_tokens", "1..4096"),
+    ("session.audio.input.format", {"type": "audio/pcm", "rate": 16000}, "session.audio.input.format.rate",
+     "must be one of 24000"),
+    ("session.audio.input.format", {"type": "pcm16"}, "session.audio.input.format.type", "must be one of"),
+    ("session.audio.input.noise_reduction", {"type": "studio"}, "session.audio.input.noise_reduction.type",
+     "near_field, far_field"),
+    ("session.audio.input.turn_detection", {"type": "server_vad", "silence_ms": 3},
+     "session.audio.input.turn_detection.silence_ms", "unknown key"),
+    ("session.audio.input.turn_detection", {"type": "semantic_vad", "eagerness": "eager"},
+     "session.audio.input.turn_detection.eagerness", "low, medium, high, auto"),
+    ("session.audio.output.voice", "robot", "session.audio.output.voice", "must be one of alloy"),
+    ("session.audio.output.speed", 2, "session.audio.output.speed", "must be <= 1.5"),
+    ("logging.level", "loud", "logging.level", "must be one of debug"),
+])
+def test_bad_values_name_file_key_path_and_reason(tmp_path, path, value, where, reason):
+    with pytest.raises(ConfigError) as exc:
+        load_dict(tmp_path, with_(path, value))
+    assert exc.value.key_path == where
+    assert reason in exc.value.reason
+    assert str(exc.value).startswith(f"{tmp_path / 'pivoice.yaml'}: {where}: ")
+
+
+def test_missing_tokens_section_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="tokens: is required"):
+        load_dict(tmp_path, {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tokens: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML: line"):
+        config.load(bad)
+    with pytest.raises(ConfigError, match="cannot read file"):
+        config.load(tmp_path / "missing.yaml")
+
+
+def test_turn_detection_variants_set_trailing_audio(tmp_path):
+    semantic = load_dict(tmp_path, with_("session.audio.input.turn_detection",
+                                         {"type": "semantic_vad", "eagerness": "high"}))
+    assert semantic.trailing_ms == 2000 + 300
+    manual = load_dict(tmp_path, with_("session.audio.input.turn_detection", None))
+    assert manual.session.turn_detection is None
+    assert manual.session.payload()["audio"]["input"]["turn_detection"] is None
+    assert manual.trailing_ms == 300
+
+
+def test_noise_reduction_null_turns_it_off_and_g711_formats(tmp_path):
+    data = with_("session.audio.input", {"noise_reduction": None, "format": {"type": "audio/pcmu"}})
+    cfg = load_dict(tmp_path, data)
+    assert cfg.session.payload()["audio"]["input"]["noise_reduction"] is None
+    assert cfg.session.input_format == "audio/pcmu"
+
+
+def test_check_config_cli(tmp_path, capsys):
+    assert config.main([str(EXAMPLE)]) == 0
+    assert "ok" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(with_("audio.input.frame_ms", 7)))
+    assert config.main([str(bad)]) == 2
+    assert "audio.input.frame_ms" in capsys.readouterr().err
+
+
+def test_session_payload_validates_against_the_sdk_session_type():
+    sdk = pytest.importorskip("openai.types.realtime")
+    from pydantic import TypeAdapter
+    payload = config.load(EXAMPLE).session.payload()
+    model = TypeAdapter(sdk.RealtimeSessionCreateRequest).validate_python(payload, strict=True)
+    assert model.audio.input.noise_reduction.type == "far_field"
