@@ -1,0 +1,293 @@
+"""Speakers: a PortAudio output stream (`PyAudioSpeaker`) and a WAV-file sink (`WavSpeaker`).
+
+Both keep one stream open for the whole conversation and pull from a `PlayoutBuffer`.
+Thread: open/write/stop/played_samples/close from the controller thread; the pull side and
+`on_drained` run on the audio thread (PortAudio's callback thread or the WAV pacing thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import wave
+from collections import deque
+from typing import Any, Callable
+
+import numpy as np
+import pyaudio
+
+from pivoice.audio import devices
+from pivoice.audio.ports import AudioDeviceError
+
+log = logging.getLogger(__name__)
+
+SPEAKER_FALLBACK_RATES_HZ = (48000, 44100, 24000, 16000)
+
+
+class PlayoutBuffer:
+    """Thread-safe sample queue with priming, drain detection and a played-position estimate.
+
+    Output timeline: every sample handed to the device (audio or silence) advances `out_pos`. The
+    device is `latency_samples` behind, so audio counts as played once its position is below
+    out_pos - latency (interpolated with the clock between pulls).
+    """
+
+    def __init__(self, sample_rate_hz: int, prime_samples: int, latency_samples: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sample_rate_hz, self.prime_samples, self.latency_samples = sample_rate_hz, prime_samples, latency_samples
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._chunks: deque[bytes] = deque()
+        self._head = 0             # bytes of _chunks[0] already pulled
+        self._queued_bytes = 0
+        self._priming = True
+        self._primed_wait = 0      # samples waited with data queued but below prime_samples
+        self._had_audio = False    # audio handed out since the last drain/stop
+        self._silence_since = 0    # silence samples handed out after the last audio sample
+        self._out_pos = 0
+        self._audio_total = 0
+        self._blocks: deque[tuple[int, int, int]] = deque(maxlen=512)  # (pos, audio_before, n_audio)
+        self._last_pull_s: float | None = None
+
+    def write(self, pcm16: bytes) -> None:
+        if not pcm16:
+            return
+        with self._lock:
+            self._chunks.append(bytes(pcm16))
+            self._queued_bytes += len(pcm16)
+
+    def clear(self) -> None:
+        """Drop the queue; stopped audio does not count as drained."""
+        with self._lock:
+            self._chunks.clear()
+            self._head = self._queued_bytes = 0
+            self._priming, self._primed_wait, self._had_audio = True, 0, False
+
+    def queued_samples(self) -> int:
+        with self._lock:
+            return self._queued_bytes // 2
+
+    def pull(self, n_samples: int) -> tuple[bytes, bool]:
+        """Exactly n_samples of mono s16le (silence-padded) and whether playback has just drained."""
+        with self._lock:
+            queued = self._queued_bytes // 2
+            if self._priming and queued:
+                self._primed_wait += n_samples
+                # wait for prime_samples, but never longer than prime_samples' worth of time
+                if queued >= self.prime_samples or self._primed_wait > self.prime_samples:
+                    self._priming, self._primed_wait = False, 0
+            take = 0 if self._priming else min(n_samples, queued)
+            data = self._take(take * 2) if take else b""
+            if take:
+                self._blocks.append((self._out_pos, self._audio_total, take))
+                self._audio_total += take
+                self._had_audio, self._silence_since = True, 0
+            self._silence_since += n_samples - take
+            self._out_pos += n_samples
+            self._last_pull_s = self._clock()
+            drained = False
+            if self._had_audio and not self._queued_bytes:
+                if take:
+                    self._priming = True  # ran dry: the next audio (next reply or a late delta) is primed again
+                if self._silence_since >= self.latency_samples:
+                    drained, self._had_audio = True, False
+            return data + bytes(2 * (n_samples - take)), drained
+
+    def _take(self, n_bytes: int) -> bytes:
+        parts, need = [], n_bytes
+        while need:
+            chunk = self._chunks[0]
+            part = chunk[self._head:self._head + need]
+            parts.append(part)
+            need -= len(part)
+            self._head += len(part)
+            if self._head == len(chunk):
+                self._chunks.popleft()
+                self._head = 0
+        self._queued_bytes -= n_bytes
+        return b"".join(parts)
+
+    def played_samples(self) -> int:
+        with self._lock:
+            cutoff = self._out_pos - self.latency_samples
+            if self._last_pull_s is not None:
+                cutoff += int((self._clock() - self._last_pull_s) * self.sample_rate_hz)
+            cutoff = min(cutoff, self._out_pos)
+            if not self._blocks:
+                return self._audio_total
+            for pos, before, n in reversed(self._blocks):
+                if pos < cutoff:
+                    return before + min(n, cutoff - pos)
+            return self._blocks[0][1]
+
+    def pending_samples(self) -> int:
+        played = self.played_samples()
+        with self._lock:
+            return self._queued_bytes // 2 + self._audio_total - played
+
+
+class PyAudioSpeaker:
+    """Callback-mode PortAudio output kept open for the whole conversation; silence when idle."""
+
+    def __init__(self, device: str = "default", sample_rate_hz: int | None = None, *, prime_ms: int = 60,
+                 buffer_ms: int = 20, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio) -> None:
+        self.device, self._wanted_rate_hz = device, sample_rate_hz
+        self.sample_rate_hz = sample_rate_hz or 0
+        self.prime_ms, self.buffer_ms = prime_ms, buffer_ms
+        self._factory = pyaudio_factory
+        self._pa: Any = None
+        self._stream: Any = None
+        self._buffer: PlayoutBuffer | None = None
+        self._on_drained: Callable[[], None] = lambda: None
+        self._channels = 1
+        self.device_name = ""
+        self.output_latency_s = 0.0
+        self.underflows = 0
+
+    def open(self, on_drained: Callable[[], None]) -> None:
+        if self._stream is not None:
+            raise RuntimeError("PyAudioSpeaker is already open")
+        self._pa = self._factory()
+        try:
+            index, self.device_name = devices.find_device(self._pa, self.device, devices.OUTPUT)
+            rate_hz, self._channels = devices.choose_format(self._pa, index, self.device_name, devices.OUTPUT,
+                                                            self._wanted_rate_hz, SPEAKER_FALLBACK_RATES_HZ)
+            self.sample_rate_hz = rate_hz
+            self._on_drained = on_drained
+            self._buffer = PlayoutBuffer(rate_hz, rate_hz * self.prime_ms // 1000)
+            try:
+                self._stream = self._pa.open(format=pyaudio.paInt16, channels=self._channels, rate=rate_hz,
+                                             output=True, output_device_index=index,
+                                             frames_per_buffer=rate_hz * self.buffer_ms // 1000,
+                                             stream_callback=self._callback, start=False)
+            except (OSError, ValueError) as exc:
+                raise AudioDeviceError(f"cannot open audio output [{index}] {self.device_name!r} at {rate_hz} Hz, "
+                                       f"{self._channels} ch: {exc} (busy or unplugged?)") from exc
+            self.output_latency_s = float(self._stream.get_output_latency())
+            self._buffer.latency_samples = int(self.output_latency_s * rate_hz)
+            self._stream.start_stream()
+        except BaseException:
+            self._pa.terminate()
+            self._pa = self._stream = None
+            raise
+        log.info("speaker: [%d] %r at %d Hz, %d ch, output latency %.0f ms", index, self.device_name, rate_hz,
+                 self._channels, 1000 * self.output_latency_s)
+
+    def _callback(self, in_data: Any, frame_count: int, time_info: dict, status: int):
+        if status & pyaudio.paOutputUnderflow:
+            self.underflows += 1
+        data, drained = self._buffer.pull(frame_count)
+        if self._channels > 1:
+            data = np.repeat(np.frombuffer(data, dtype="<i2"), self._channels).tobytes()
+        if drained:
+            self._on_drained()
+        return data, pyaudio.paContinue
+
+    def write(self, pcm16: bytes) -> None:
+        self._buffer.write(pcm16)
+
+    def stop(self) -> None:
+        if self._buffer is not None:
+            self._buffer.clear()
+
+    def played_samples(self) -> int:
+        return self._buffer.played_samples() if self._buffer else 0
+
+    def pending_samples(self) -> int:
+        return self._buffer.pending_samples() if self._buffer else 0
+
+    def close(self) -> None:
+        stream, pa = self._stream, self._pa
+        self._stream = self._pa = None
+        if stream is not None:
+            try:
+                stream.stop_stream()
+                stream.close()
+            except OSError as exc:
+                log.warning("speaker %r: error while closing: %s", self.device_name, exc)
+        if pa is not None:
+            pa.terminate()
+
+
+class WavSpeaker:
+    """Fake sink for demos and tests: writes what it plays to a mono s16le WAV file.
+
+    With `realtime` a pacing thread consumes `tick_ms` per tick against the monotonic clock and
+    writes silence too, so the file is a timeline of the speaker and played_samples/stop/on_drained
+    behave like a device. Without it, queued audio is written as soon as it arrives (no silence).
+    The header is valid after every write and the file is flushed every `flush_s`.
+    """
+
+    def __init__(self, path: str, sample_rate_hz: int = 24000, *, realtime: bool = True, tick_ms: int = 20,
+                 flush_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path, self.sample_rate_hz, self._realtime = str(path), sample_rate_hz, realtime
+        self.tick_ms, self._flush_s, self._clock = tick_ms, flush_s, clock
+        # a tick's samples are "playing" during the next tick, like a one-period device buffer
+        tick_samples = sample_rate_hz * tick_ms // 1000
+        self._buffer = PlayoutBuffer(sample_rate_hz, 0, tick_samples if realtime else 0, clock=clock)
+        self._stop_evt = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._file: Any = None
+        self._wav: Any = None
+
+    def open(self, on_drained: Callable[[], None]) -> None:
+        if self._thread is not None:
+            raise RuntimeError("WavSpeaker is already open")
+        self._file = open(self.path, "wb")
+        self._wav = wave.open(self._file, "wb")
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(self.sample_rate_hz)
+        self._stop_evt.clear()
+        self._thread = threading.Thread(target=self._run, args=(on_drained,), name="wav-speaker", daemon=True)
+        self._thread.start()
+
+    def _run(self, on_drained: Callable[[], None]) -> None:
+        tick_s = self.tick_ms / 1000.0
+        tick_samples = self.sample_rate_hz * self.tick_ms // 1000
+        start_s = last_flush_s = self._clock()
+        n = 0
+        while not self._stop_evt.is_set():
+            if self._realtime:
+                delay_s = start_s + n * tick_s - self._clock()
+                if delay_s > 0:
+                    self._stop_evt.wait(delay_s)
+                    continue
+                data, drained = self._buffer.pull(tick_samples)
+                n += 1
+            else:
+                self._wake.wait(0.05)
+                self._wake.clear()
+                data, drained = self._buffer.pull(self._buffer.queued_samples())
+            if data:
+                self._wav.writeframes(data)  # also rewrites the header sizes
+            if self._clock() - last_flush_s >= self._flush_s:
+                self._file.flush()
+                last_flush_s = self._clock()
+            if drained:
+                on_drained()
+
+    def write(self, pcm16: bytes) -> None:
+        self._buffer.write(pcm16)
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._buffer.clear()
+
+    def played_samples(self) -> int:
+        return self._buffer.played_samples()
+
+    def pending_samples(self) -> int:
+        return self._buffer.pending_samples()
+
+    def close(self) -> None:
+        self._stop_evt.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        if self._wav is not None:
+            self._wav.close()
+            self._file.close()
+            self._wav = self._file = None

@@ -1,0 +1,86 @@
+"""The send path as pure DSP: mic frames -> speech gate -> resample to the wire rate -> encode ->
+fixed-size chunks for `input_audio_buffer.append`.
+
+Thread: controller thread only; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from pivoice.audio import codec
+from pivoice.audio.resample import StreamResampler
+from pivoice.audio.vad_gate import Audio, SpeechEnd, SpeechStart, VadGate
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    pass
+
+
+@dataclass(frozen=True)
+class Chunk:
+    payload: bytes  # wire format bytes, ready to base64
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    pass
+
+
+UplinkItem = Union[SpeechStarted, Chunk, SpeechEnded]
+
+
+class Uplink:
+    def __init__(self, mic_rate_hz: int, frame_ms: int, gate: VadGate, wire_format: str, chunk_ms: int = 40) -> None:
+        if wire_format not in codec.FORMATS:
+            raise ValueError(f"unknown wire format {wire_format!r}; expected one of {', '.join(codec.FORMATS)}")
+        self.mic_rate_hz, self.frame_ms, self.wire_format, self.chunk_ms = mic_rate_hz, frame_ms, wire_format, chunk_ms
+        self.gate = gate
+        self._bytes_per_ms = codec.bytes_per_ms(wire_format)
+        self._chunk_bytes = int(round(chunk_ms * self._bytes_per_ms))
+        self._resampler = StreamResampler(mic_rate_hz, codec.wire_rate_hz(wire_format))
+        self._buf = bytearray()
+        self.raw_bytes = 0    # everything the mic captured (s16le at the mic rate)
+        self.wire_bytes = 0   # everything handed out in Chunks
+        self.chunks = 0
+
+    def process(self, frame: bytes) -> list[UplinkItem]:
+        self.raw_bytes += len(frame)
+        out: list[UplinkItem] = []
+        for item in self.gate.process(frame):
+            if isinstance(item, Audio):
+                self._add(self._resampler.process(item.frame), out)
+            elif isinstance(item, SpeechStart):
+                # a new stretch is not continuous with the last one: no filter tail across the gap
+                self._resampler.reset()
+                self._buf.clear()
+                out.append(SpeechStarted())
+            elif isinstance(item, SpeechEnd):
+                self._add(self._resampler.flush(), out)
+                if self._buf:
+                    out.append(self._chunk(bytes(self._buf)))
+                    self._buf.clear()
+                out.append(SpeechEnded())
+        return out
+
+    def reset(self) -> None:
+        """Drop a half-sent stretch (conversation ended or the session was replaced)."""
+        self.gate.reset()
+        self._resampler.reset()
+        self._buf.clear()
+
+    def _add(self, pcm16: bytes, out: list[UplinkItem]) -> None:
+        if not pcm16:
+            return
+        self._buf += codec.encode(self.wire_format, pcm16)
+        while len(self._buf) >= self._chunk_bytes:
+            out.append(self._chunk(bytes(self._buf[:self._chunk_bytes])))
+            del self._buf[:self._chunk_bytes]
+
+    def _chunk(self, payload: bytes) -> Chunk:
+        self.wire_bytes += len(payload)
+        self.chunks += 1
+        return Chunk(payload, len(payload) / self._bytes_per_ms)

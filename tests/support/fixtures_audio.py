@@ -1,0 +1,117 @@
+"""Speech and tone fixtures generated at test time (never committed): espeak-ng + sox."""
+
+from __future__ import annotations
+
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+
+
+def make_speech_wav(path: str | Path, text: str, rate_hz: int = 16000, lead_silence_s: float = 0.3,
+                    tail_silence_s: float = 1.5) -> Path:
+    """Synthesize `text` to a mono s16le WAV at `rate_hz` with silence before and after."""
+    path = Path(path)
+    raw = path.with_name(path.stem + ".espeak.wav")
+    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True)
+    subprocess.run(["sox", str(raw), "-r", str(rate_hz), "-c", "1", "-b", "16", "-e", "signed-integer", str(path),
+                    "pad", str(lead_silence_s), str(tail_silence_s)], check=True, capture_output=True)
+    raw.unlink()
+    return path
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int, int]:
+    """(samples int16 [frames, channels] squeezed to 1-D for mono, rate_hz, channels)."""
+    with wave.open(str(path), "rb") as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        channels = w.getnchannels()
+        return (data if channels == 1 else data.reshape(-1, channels)), w.getframerate(), channels
+
+
+def write_wav(path: str | Path, samples: np.ndarray, rate_hz: int) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(rate_hz)
+        w.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+    return Path(path)
+
+
+def tone(freq_hz: float, duration_s: float, rate_hz: int, amplitude: int = 8000) -> np.ndarray:
+    t = np.arange(int(duration_s * rate_hz)) / rate_hz
+    return (amplitude * np.sin(2 * np.pi * freq_hz * t)).round().astype(np.int16)
+
+
+class FakeStream:
+    """What `FakePyAudio.open` returns: keeps the open() arguments; tests drive `callback` themselves."""
+
+    def __init__(self, **kwargs) -> None:
+        self.kwargs = kwargs
+        self.callback = kwargs.get("stream_callback")
+        self.started = kwargs.get("start", True)
+        self.closed = False
+        self.output_latency_s = 0.0
+
+    def start_stream(self) -> None:
+        self.started = True
+
+    def stop_stream(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_output_latency(self) -> float:
+        return self.output_latency_s
+
+
+class FakePyAudio:
+    """The slice of the pyaudio.PyAudio API the audio edge uses, over a declared device list:
+    `devices` = [{"name", "inputs": {rate: channel counts}, "outputs": {rate: channel counts}}]."""
+
+    def __init__(self, devices: list[dict], default_input: int | None = 0, default_output: int | None = 0) -> None:
+        self.devices, self.default_input, self.default_output = devices, default_input, default_output
+        self.streams: list[FakeStream] = []
+        self.terminated = False
+
+    def __call__(self) -> "FakePyAudio":  # lets the instance itself serve as pyaudio_factory
+        return self
+
+    def get_device_count(self) -> int:
+        return len(self.devices)
+
+    def get_device_info_by_index(self, index: int) -> dict:
+        d = self.devices[index]
+        max_in = max((max(chs) for chs in d.get("inputs", {}).values()), default=0)
+        max_out = max((max(chs) for chs in d.get("outputs", {}).values()), default=0)
+        return {"index": index, "name": d["name"], "maxInputChannels": max_in, "maxOutputChannels": max_out,
+                "defaultSampleRate": float(d.get("default_rate", 48000))}
+
+    def get_default_input_device_info(self) -> dict:
+        if self.default_input is None:
+            raise IOError("No Default Input Device Available")
+        return self.get_device_info_by_index(self.default_input)
+
+    def get_default_output_device_info(self) -> dict:
+        if self.default_output is None:
+            raise IOError("No Default Output Device Available")
+        return self.get_device_info_by_index(self.default_output)
+
+    def is_format_supported(self, rate, input_device=None, input_channels=None, input_format=None,
+                            output_device=None, output_channels=None, output_format=None) -> bool:
+        if input_device is not None:
+            ok = input_channels in self.devices[input_device].get("inputs", {}).get(rate, ())
+        else:
+            ok = output_channels in self.devices[output_device].get("outputs", {}).get(rate, ())
+        if not ok:
+            raise ValueError(("Invalid sample rate", -9997))
+        return True
+
+    def open(self, **kwargs) -> FakeStream:
+        stream = FakeStream(**kwargs)
+        self.streams.append(stream)
+        return stream
+
+    def terminate(self) -> None:
+        self.terminated = True
