@@ -92,7 +92,10 @@ class _Dialect:
 
     def connect(self) -> Any:
         if self.is_sqlite:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RegistryError(f"cannot create the directory of {self.path}: {exc.strerror}") from None
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so the lock mode is ours.
             conn = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False)
