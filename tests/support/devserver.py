@@ -79,3 +79,60 @@ def run_dev_server(tmp_path: Path, *args: str, ready_timeout_s: float = READY_TI
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+
+
+class RealtimeTestClient:
+    """A websocket-client connection that validates every server event it receives against the SDK types.
+
+    `received` keeps every event; `invalid` lists (event, problems) for events that fail
+    `RealtimeServerEvent` strict validation or carry unknown fields.
+    """
+
+    def __init__(self, url: str, key: str | None, headers: list[str] | None = None,
+                 subprotocols: list[str] | None = None, timeout_s: float = 10.0) -> None:
+        import websocket  # websocket-client
+
+        from pivoice.devserver.validation import check_server_event
+
+        self._check = check_server_event
+        header = ([f"Authorization: Bearer {key}"] if key else []) + list(headers or [])
+        self.ws = websocket.create_connection(url, header=header, subprotocols=subprotocols, timeout=timeout_s)
+        self.received: list[dict] = []
+        self.invalid: list[tuple[dict, list[str]]] = []
+        self._count = 0
+
+    def send(self, event: dict) -> None:
+        import json
+
+        self.ws.send(json.dumps(event))
+
+    def recv(self) -> dict:
+        import json
+
+        event = json.loads(self.ws.recv())
+        check = self._check(event)
+        if not check.ok:
+            self.invalid.append((event, check.messages()))
+        self.received.append(event)
+        return event
+
+    def wait_for(self, type_: str, timeout_s: float = 10.0) -> dict:
+        """Receive until an event of `type_` arrives (others stay in `received`)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            event = self.recv()
+            if event["type"] == type_:
+                return event
+        raise TimeoutError(f"no {type_} within {timeout_s} s; got {[e['type'] for e in self.received[-10:]]}")
+
+    def since(self, mark: int) -> list[dict]:
+        return self.received[mark:]
+
+    def close(self) -> None:
+        self.ws.close()
+
+    def __enter__(self) -> "RealtimeTestClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

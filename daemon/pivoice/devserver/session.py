@@ -143,9 +143,8 @@ class RealtimeSession(ItemHandlers):
         self._speech_item_id = None
         if self._detector is not None:
             self._reset_detector()
+        # a manual commit only adds the user item (reference §3); the client asks for the response
         self._commit(item_id)
-        if self._turn_detection() is not None:
-            self._auto_respond()
 
     def _on_input_audio_buffer_clear(self, event: dict) -> None:
         self.buffer.clear()
