@@ -261,6 +261,6 @@ def test_no_secret_or_ek_in_any_log_line(server, caplog):
     assert len(server.issued) >= 3 and len(caplog.records) > 20
     basic = base64.b64encode(f"{DEVICE_ID}:{DEVICE_SECRET}".encode()).decode()
     everything = caplog.text + "\n".join(lines) + "\n".join(str(r.args) for r in caplog.records)
-    everything += repr(p.status()) + repr(p._key)
+    everything += repr(p.status()) + repr(p.cached())
     for forbidden in [DEVICE_SECRET, basic, *server.issued]:
         assert forbidden not in everything
