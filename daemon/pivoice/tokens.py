@@ -39,7 +39,8 @@ class TokenProvider:
 
     Thread contract: cached()/request()/status() from any thread; callbacks (on_ready, on_failed,
     on_status) run on the provider's refresh thread, except on_ready for a cached key, which runs
-    in request()'s caller. Without start(), a caller may drive `tick()` itself (tests, one thread).
+    in request()'s caller. Without start(), a caller may drive `tick()` itself (tests, one thread);
+    requests then wait for the next tick(). stop() answers requests still waiting with code "stopped".
     """
 
     def __init__(self, backend_url: str, device_id: str, secret: Secret, session_config: dict, *,
@@ -94,8 +95,9 @@ class TokenProvider:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("token provider already started")
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="token-refresh", daemon=True)
+        # A fresh Event per run: a thread left finishing a slow fetch after stop() still sees its own stop.
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self._stopping,), name="token-refresh", daemon=True)
         self._thread.start()
 
     def stop(self, join_timeout_s: float | None = None) -> None:
@@ -105,6 +107,8 @@ class TokenProvider:
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(self._timeout_s + 1.0 if join_timeout_s is None else join_timeout_s)
+            if thread.is_alive():
+                log.warning("token: refresh thread still finishing a fetch after stop(); it will exit by itself")
 
     def cached(self) -> EphemeralKey | None:
         key = self._key
@@ -155,10 +159,12 @@ class TokenProvider:
         with self._lock:
             return max(0.0, self._next_attempt_mono_s - self._clock())
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
+    def _run(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
             self._wake.clear()
             wait_s = self.tick()
+            if stopping.is_set():
+                break
             self._wake.wait(wait_s)
         with self._lock:
             leftover, self._waiters = self._waiters, []

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pivoice.tokens import TokenError, TokenProvider
+from pivoice.tokens import TokenProvider
 from support.tokens_fakes import DEVICE_ID, SESSION, FakeClock, ScriptedTransport, error, mint, secret, unreachable
 
 URL = "http://127.0.0.1:8780"
