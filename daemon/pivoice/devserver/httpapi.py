@@ -89,7 +89,7 @@ def _session_config(body: dict) -> dict | JSONResponse:
     try:
         return sessionconfig.from_request(session)
     except sessionconfig.ConfigRejected as exc:
-        return openai_error(400, str(exc), exc.code, exc.param)
+        return openai_error(400, f"Invalid value for '{exc.param}': {exc}", exc.code, exc.param)
 
 
 async def client_secrets(request: Request) -> JSONResponse:

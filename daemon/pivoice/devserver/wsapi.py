@@ -80,13 +80,9 @@ async def _run_session(websocket: WebSocket, state, config: dict) -> None:
     log.info("session %s opened (model %s)", session_id, config["model"])
     try:
         session.start()
-        while not sender.done():
-            receive = asyncio.ensure_future(websocket.receive())
-            await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)
-            if not receive.done():
-                receive.cancel()
-                break
-            message = receive.result()
+        while True:
+            # after the sender closes the socket, the client's close reply arrives here as a disconnect
+            message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
             _dispatch(session, state, message, queue.put_nowait)
