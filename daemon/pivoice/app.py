@@ -73,8 +73,7 @@ def build_tokens(cfg: Config):
     t = cfg.tokens
     return TokenProvider(
         t.backend_url, t.device_id, read_secret_file(t.secret_file), cfg.session.payload(), timeout_s=t.timeout_s,
-        refresh_margin_s=t.refresh_margin_s, ca_bundle=t.ca_bundle, allow_insecure_http=t.allow_insecure_http,
-        on_status=lambda line: log.info("%s", line))
+        refresh_margin_s=t.refresh_margin_s, ca_bundle=t.ca_bundle, allow_insecure_http=t.allow_insecure_http)
 
 
 class Daemon:

@@ -250,34 +250,18 @@ class Controller:
         if self.phase != ACTIVE:
             return []
         d, kind = ev.data, ev.type
-        if kind == "session.updated":
-            return [m.Note("session", "session configured")]
-        if kind == "input_audio_buffer.speech_started":
+        if kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"):
             self.last_activity_s = self.now_s
-            actions = [m.Note("speech_start", f"server heard speech at {d.get('audio_start_ms')} ms")]
-            if self.playing and not self.s.half_duplex:
-                actions += self._interrupt("voice")
-            return actions
-        if kind == "input_audio_buffer.speech_stopped":
-            self.last_activity_s = self.now_s
-            return [m.Note("speech_stop", f"server heard speech stop at {d.get('audio_end_ms')} ms")]
-        if kind == "input_audio_buffer.committed":
-            return [m.Note("committed", "user turn committed")]
+        if kind == "input_audio_buffer.speech_started" and self.playing and not self.s.half_duplex:
+            return [_note_for(kind, d)] + self._interrupt("voice")
         if kind == "response.created":
             self.response_id = (d.get("response") or {}).get("id")
-            return [m.Note("response", "response started")]
-        if kind == "response.done":
+        elif kind == "response.done":
             return self._on_response_done(d.get("response") or {})
-        if kind == "response.output_audio_transcript.done":
-            return [m.Note("assistant", f"assistant: {d.get('transcript', '')}")]
-        if kind == "response.output_text.done":
-            return [m.Note("assistant", f"assistant (text): {d.get('text', '')}")]
-        if kind == "conversation.item.input_audio_transcription.completed":
-            return [m.Note("user", f"user: {d.get('transcript', '')}")]
-        if kind == "error":
-            err = d.get("error") or {}
-            return self._on_error(err)
-        return []
+        elif kind == "error":
+            return self._on_error(d.get("error") or {})
+        note = _note_for(kind, d)
+        return [note] if note else []
 
     def _on_response_done(self, response: dict) -> list:
         if response.get("id") in (self.response_id, None):
@@ -319,3 +303,21 @@ class Controller:
 
     def _on_Shutdown(self, ev: m.Shutdown) -> list:
         return self._end("daemon stopping") if self.phase != IDLE else []
+
+
+# Server events that only show up in the log/timeline: type -> (note kind, text from the event).
+_NOTES = {
+    "session.updated": ("session", lambda d: "session configured"),
+    "input_audio_buffer.speech_started": ("speech_start", lambda d: f"server heard speech at {d.get('audio_start_ms')} ms"),
+    "input_audio_buffer.speech_stopped": ("speech_stop", lambda d: f"server heard speech stop at {d.get('audio_end_ms')} ms"),
+    "input_audio_buffer.committed": ("committed", lambda d: "user turn committed"),
+    "response.created": ("response", lambda d: "response started"),
+    "response.output_audio_transcript.done": ("assistant", lambda d: f"assistant: {d.get('transcript', '')}"),
+    "response.output_text.done": ("assistant", lambda d: f"assistant (text): {d.get('text', '')}"),
+    "conversation.item.input_audio_transcription.completed": ("user", lambda d: f"user: {d.get('transcript', '')}"),
+}
+
+
+def _note_for(kind: str, data: dict) -> m.Note | None:
+    entry = _NOTES.get(kind)
+    return m.Note(entry[0], entry[1](data)) if entry else None

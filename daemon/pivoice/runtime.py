@@ -44,11 +44,10 @@ class Metrics:
         self.delta_to_speaker_ms: list[float] = []
         self.raw_capture_bytes = 0
         self.wire_audio_bytes = 0
-        self._first_delta_at_s: float | None = None
         self.conversations = 0
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return dict(vars(self))
 
 
 class Runtime:
@@ -71,6 +70,8 @@ class Runtime:
         self._generations = itertools.count(1)
         self._generation = 0
         self._audio_open = False
+        self._delta_at_s: float | None = None        # when the delta being handled arrived off the socket
+        self._reply_delta_at_s: float | None = None  # ... and the one that started the current reply
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._stopped = threading.Event()
         self.metrics = Metrics()
@@ -125,11 +126,9 @@ class Runtime:
             if event.generation != self._generation:
                 return   # a late event from a connection we already dropped
             event = event.event
-        if isinstance(event, m.AudioDelta) and self.metrics._first_delta_at_s is None:
-            self.metrics._first_delta_at_s = event.received_at_s or self._clock()
+        if isinstance(event, m.AudioDelta):
+            self._delta_at_s = event.received_at_s or self._clock()
         self._dispatch(event)
-        if self.metrics._first_delta_at_s not in (None, float("inf")):
-            self._note_first_sample()   # the speaker's callback stamps the first sample some ms later
 
     def _dispatch(self, event: object) -> None:
         for action in self.controller.handle(event, self._clock()):
@@ -146,6 +145,10 @@ class Runtime:
                 self._conn.send_audio(action.payload)
         elif isinstance(action, m.Play):
             self._downlink.play(action.payload)
+            first_sample_at = self._downlink.first_sample_at
+            if self._reply_delta_at_s is not None and first_sample_at is not None:
+                self.metrics.delta_to_speaker_ms.append((first_sample_at - self._reply_delta_at_s) * 1000)
+                self._reply_delta_at_s = None
         elif isinstance(action, m.Send):
             if self._conn is not None:
                 self._conn.send(action.event)
@@ -171,7 +174,7 @@ class Runtime:
                 self._conn = None
         elif isinstance(action, m.BeginReply):
             self._downlink.begin_reply()
-            self.metrics._first_delta_at_s = None
+            self._reply_delta_at_s = self._delta_at_s   # the delta that starts this reply
         elif isinstance(action, m.StopPlayback):
             self._dispatch(m.PlaybackStopped(self._downlink.stop()))
         else:
@@ -199,13 +202,6 @@ class Runtime:
                 log.exception("error while closing an audio device")
         self._uplink = None
         self.metrics.press_at_s = None
-
-    def _note_first_sample(self) -> None:
-        first_delta = self.metrics._first_delta_at_s
-        first_sample = getattr(self._downlink, "first_sample_at", None)
-        if first_delta is not None and first_sample is not None and first_sample >= first_delta:
-            self.metrics.delta_to_speaker_ms.append((first_sample - first_delta) * 1000)
-            self.metrics._first_delta_at_s = float("inf")   # one figure per reply
 
     def _note(self, note: m.Note) -> None:
         log.log(logging.getLevelName(note.level.upper()), "%s", note.text)

@@ -21,8 +21,6 @@ SEMANTIC_MAX_WAIT_MS = {"low": 8000, "medium": 4000, "high": 2000, "auto": 4000}
 # Keys we pass through unchanged: their shapes are the API's business, and the server reports errors in them.
 PASSTHROUGH_KEYS = ("tools", "tool_choice", "truncation", "tracing", "include", "prompt", "reasoning",
                     "parallel_tool_calls")
-DEFAULT_INSTRUCTIONS = ("You are a helpful voice assistant on a small speaker. Answer briefly and clearly; "
-                        "people are listening, not reading.")
 
 
 @dataclass(frozen=True)
@@ -100,17 +98,21 @@ def read_session(sec: Section) -> tuple[dict, TurnDetection | None]:
     payload: dict[str, Any] = {
         "type": sec.str("type", "realtime", choices=("realtime",)),
         "model": sec.str("model", "gpt-realtime"),
-        "instructions": sec.str("instructions", DEFAULT_INSTRUCTIONS, non_empty=False),
     }
+    # Unset, the token backend's policy (or the API default) decides; a fleet pins them there.
+    instructions = sec.str("instructions", None, nullable=True, non_empty=False)
+    if instructions is not None:
+        payload["instructions"] = instructions
     modalities = sec.str_list("output_modalities", ["audio"])
     if list(modalities) not in (["audio"], ["text"]):
         raise sec.error("output_modalities", "must be [audio] or [text] (the API does not allow both)")
     payload["output_modalities"] = list(modalities)
-    max_tokens = sec.raw("max_output_tokens", "inf")
-    if max_tokens != "inf" and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                or not 1 <= max_tokens <= 4096):
-        raise sec.error("max_output_tokens", f"must be an integer 1..4096 or \"inf\"; got {max_tokens!r}")
-    payload["max_output_tokens"] = max_tokens
+    max_tokens = sec.raw("max_output_tokens", None)
+    if max_tokens is not None:
+        if max_tokens != "inf" and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                    or not 1 <= max_tokens <= 4096):
+            raise sec.error("max_output_tokens", f"must be an integer 1..4096 or \"inf\"; got {max_tokens!r}")
+        payload["max_output_tokens"] = max_tokens
 
     audio = sec.section("audio")
     inp = audio.section("input")
