@@ -12,16 +12,18 @@ from typing import Callable
 
 from pivoice.audio import codec
 from pivoice.audio.ports import Speaker
-from pivoice.audio.resample import StreamResampler
+from pivoice.audio.resample import DEFAULT_QUALITY, StreamResampler
 
 
 class Downlink:
-    def __init__(self, speaker: Speaker, wire_format: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, speaker: Speaker, wire_format: str, *, clock: Callable[[], float] = time.monotonic,
+                 resample_quality: str = DEFAULT_QUALITY) -> None:
         if wire_format not in codec.FORMATS:
             raise ValueError(f"unknown wire format {wire_format!r}; expected one of {', '.join(codec.FORMATS)}")
         self.speaker, self.wire_format = speaker, wire_format
         self.wire_rate_hz = codec.wire_rate_hz(wire_format)
         self._clock = clock
+        self._quality = resample_quality
         self._resampler: StreamResampler | None = None
         self._received_wire_samples = 0
         self._reply_base_samples = 0   # speaker sample position where the current reply starts
@@ -29,7 +31,7 @@ class Downlink:
 
     def open(self, on_drained: Callable[[], None]) -> None:
         self.speaker.open(on_drained)
-        self._resampler = StreamResampler(self.wire_rate_hz, self.speaker.sample_rate_hz)
+        self._resampler = StreamResampler(self.wire_rate_hz, self.speaker.sample_rate_hz, self._quality)
         self.begin_reply()
 
     def begin_reply(self) -> None:

@@ -10,10 +10,12 @@ import numpy as np
 import soxr
 
 # "LQ" is soxr's 16-bit-precision filter: our samples are 16-bit, so the stricter HQ (20-bit) and
-# VHQ filters buy nothing audible, while LQ has the shortest group delay (~6 ms at 16->24 kHz vs
-# ~30 ms for HQ: latency we would add to every reply) and the lowest CPU. The slightly wider
-# roll-off only touches the top ~5 % of the band, far above the speech energy the VAD and the
-# model care about. Measured cost on x86: ~6 us per 20 ms chunk for any quality.
+# VHQ filters buy nothing audible, and LQ is the cheapest band-limited filter (CPU on x86 is ~6 us
+# per 20 ms chunk for every quality, so on a Pi the difference is in the filter length). It also
+# holds back the least audio at the rates we use most: ~1 ms at 24<->48 kHz and 6 ms at 16->24 kHz
+# (MQ: 15-26 ms, HQ: up to 30 ms), latency every reply would pay. Rates touching 8 kHz (G.711)
+# cost 35-60 ms with LQ; "QQ" (cubic, no anti-aliasing) would avoid that but aliases when
+# downsampling speech, so callers that care can pass quality="QQ" for 8 kHz upsampling only.
 DEFAULT_QUALITY = "LQ"
 
 

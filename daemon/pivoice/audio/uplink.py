@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from pivoice.audio import codec
-from pivoice.audio.resample import StreamResampler
+from pivoice.audio.resample import DEFAULT_QUALITY, StreamResampler
 from pivoice.audio.vad_gate import Audio, SpeechEnd, SpeechStart, VadGate
 
 
@@ -34,14 +34,15 @@ UplinkItem = Union[SpeechStarted, Chunk, SpeechEnded]
 
 
 class Uplink:
-    def __init__(self, mic_rate_hz: int, frame_ms: int, gate: VadGate, wire_format: str, chunk_ms: int = 40) -> None:
+    def __init__(self, mic_rate_hz: int, frame_ms: int, gate: VadGate, wire_format: str, chunk_ms: int = 40,
+                 *, resample_quality: str = DEFAULT_QUALITY) -> None:
         if wire_format not in codec.FORMATS:
             raise ValueError(f"unknown wire format {wire_format!r}; expected one of {', '.join(codec.FORMATS)}")
         self.mic_rate_hz, self.frame_ms, self.wire_format, self.chunk_ms = mic_rate_hz, frame_ms, wire_format, chunk_ms
         self.gate = gate
         self._bytes_per_ms = codec.bytes_per_ms(wire_format)
         self._chunk_bytes = int(round(chunk_ms * self._bytes_per_ms))
-        self._resampler = StreamResampler(mic_rate_hz, codec.wire_rate_hz(wire_format))
+        self._resampler = StreamResampler(mic_rate_hz, codec.wire_rate_hz(wire_format), resample_quality)
         self._buf = bytearray()
         self.raw_bytes = 0    # everything the mic captured (s16le at the mic rate)
         self.wire_bytes = 0   # everything handed out in Chunks
