@@ -142,29 +142,42 @@ def _pg_bin(name: str) -> str:
     return found[-1]
 
 
+@dataclass
+class PgCluster:
+    url: str
+    data_dir: Path
+    options: str
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", _pg_bin("pg_ctl"), "-D", str(self.data_dir), *args],
+                       check=True, capture_output=True, timeout=90)
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        self._ctl("-l", str(self.data_dir.parent / "postgres.log"), "-o", self.options, "-w", "-t", "60", "start")
+
+
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a free loopback port; yields its URL, removes it after.
+def postgres_cluster() -> Iterator[PgCluster]:
+    """A throwaway PostgreSQL cluster on a free loopback port (`.url`), removed afterwards.
 
     We run as root and PostgreSQL refuses to, so initdb/pg_ctl run as `postgres`; the cluster
     lives in its own /tmp directory (pytest's tmp dirs are root-only, postgres cannot enter them).
     """
     base = Path(tempfile.mkdtemp(prefix="pivoice-pg-"))
     shutil.chown(base, "postgres", "postgres")
-    data, log = base / "data", base / "postgres.log"
-    as_pg = ["runuser", "-u", "postgres", "--"]
     port = free_port()
-    started = False
+    cluster = PgCluster(f"postgresql://postgres@127.0.0.1:{port}/postgres", base / "data",
+                        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100")
     try:
-        subprocess.run([*as_pg, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                        "--no-sync", "-E", "UTF8"], check=True, capture_output=True, timeout=120)
-        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
-        subprocess.run([*as_pg, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w",
-                        "-t", "60", "start"], check=True, capture_output=True, timeout=90)
-        started = True
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        subprocess.run(["runuser", "-u", "postgres", "--", _pg_bin("initdb"), "-D", str(cluster.data_dir),
+                        "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                       check=True, capture_output=True, timeout=120)
+        cluster.start()
+        yield cluster
     finally:
-        if started:
-            subprocess.run([*as_pg, _pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                           capture_output=True, timeout=60)
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            cluster.stop()  # fails harmlessly if it never started or is already stopped
         shutil.rmtree(base, ignore_errors=True)

@@ -14,8 +14,8 @@ NOW_S = 1_900_000_000.0  # 2030-03-17T17:46:40Z
 
 @pytest.fixture(scope="module")
 def pg_url():
-    with postgres_cluster() as url:
-        yield url
+    with postgres_cluster() as cluster:
+        yield cluster.url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
