@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pivoice.tokens import HttpResponse, Secret, TokenError
-from pivoice.tokens_wire import parse_mint_response, parse_retry_after, request_headers
+from pivoice.tokens.wire import parse_mint_response, parse_retry_after, request_headers
 from support.tokens_fakes import DEVICE_SECRET, WALL_NOW_S, error, mint
 
 WHERE = "backend 127.0.0.1:8780"

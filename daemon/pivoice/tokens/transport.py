@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from pivoice.tokens_types import TokenError
+from pivoice.tokens.keys import TokenError
 
 # A mint response is a few KiB; cap reads so a misbehaving backend cannot fill memory.
 MAX_RESPONSE_BYTES = 256 * 1024

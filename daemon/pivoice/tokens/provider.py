@@ -15,12 +15,9 @@ import time
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from pivoice.tokens_http import HttpResponse, HttpTransport, UrllibTransport, host_label
-from pivoice.tokens_types import EphemeralKey, Secret, SecretFileError, TokenError, read_secret_file
-from pivoice.tokens_wire import parse_mint_response, request_headers
-
-__all__ = ["EphemeralKey", "HttpResponse", "HttpTransport", "Secret", "SecretFileError", "TokenError",
-           "TokenProvider", "UrllibTransport", "read_secret_file"]
+from pivoice.tokens.keys import EphemeralKey, Secret, TokenError
+from pivoice.tokens.transport import HttpTransport, UrllibTransport, host_label
+from pivoice.tokens.wire import parse_mint_response, request_headers
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import math
 import re
 
 from pivoice import __version__
-from pivoice.tokens_http import HttpResponse
-from pivoice.tokens_types import EphemeralKey, Secret, TokenError
+from pivoice.tokens.transport import HttpResponse
+from pivoice.tokens.keys import EphemeralKey, Secret, TokenError
 
 MAX_LIFETIME_S = 7200.0          # the API's own upper bound for expires_after.seconds
 DEFAULT_LIFETIME_S = 30.0        # used when neither server_time nor Date is available
