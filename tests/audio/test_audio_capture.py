@@ -122,9 +122,20 @@ def test_mic_errors_list_inputs_and_rates():
     msg = str(err.value)
     assert "'respeaker'" in msg and "[1] 'USB PnP Sound Device: Audio (hw:1,0)'" in msg and "44100, 48000" in msg
     assert "[2] 'Webcam C270" in msg and "16000, 48000" in msg and "bcm2835" not in msg
+    odd = FakePyAudio([{"name": "Odd codec", "inputs": {11025: (1,), 96000: (1,)}}])
     with pytest.raises(AudioDeviceError) as err:
-        PyAudioMic("USB PnP", 16000, pyaudio_factory=pa).open(lambda f: None)
-    assert "16000 Hz" in str(err.value) and "44100, 48000" in str(err.value)
+        PyAudioMic("odd", 24000, pyaudio_factory=odd).open(lambda f: None)
+    assert "'Odd codec' supports none of 24000, 16000, 48000" in str(err.value)
+    assert "supports: none of" in str(err.value)  # neither 11025 nor 96000 is a rate we can use
+
+
+def test_mic_falls_back_from_an_unsupported_configured_rate(caplog):
+    pa = FakePyAudio([USB_MIC])
+    mic = PyAudioMic("USB PnP", 16000, pyaudio_factory=pa)
+    with caplog.at_level(logging.WARNING):
+        mic.open(lambda f: None)
+    assert mic.sample_rate_hz == 48000 and "does not support 16000 Hz; using 48000 Hz" in caplog.text
+    mic.close()
 
 
 def test_mic_prefers_exact_name_and_falls_back_when_no_default():

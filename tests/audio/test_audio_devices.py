@@ -42,8 +42,12 @@ def test_speaker_errors_list_outputs_and_rates():
     msg = str(err.value)
     assert "no audio output device matches 'hdmi'" in msg
     assert "[0] 'bcm2835 Headphones: - (hw:0,0)' (2 ch; rates 44100, 48000)" in msg and "[1] 'USB PnP" in msg
-    with pytest.raises(AudioDeviceError, match=r"does not support 24000 Hz .*supports: 44100, 48000"):
-        PyAudioSpeaker("bcm2835", 24000, pyaudio_factory=pa).open(lambda: None)
+    spk = PyAudioSpeaker("bcm2835", 24000, pyaudio_factory=pa)
+    spk.open(lambda: None)  # 24 kHz unsupported: falls back to the first supported rate
+    assert spk.sample_rate_hz == 48000
+    spk.close()
+    with pytest.raises(AudioDeviceError, match=r"supports none of 48000, 44100, 24000, 16000 Hz .*supports: 22050"):
+        PyAudioSpeaker(pyaudio_factory=FakePyAudio([{"name": "old dac", "outputs": {22050: (2,)}}])).open(lambda: None)
 
 
 def test_speaker_rate_fallback_order():

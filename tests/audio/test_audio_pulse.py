@@ -123,6 +123,7 @@ def test_pivoice_devices_lists_the_pulse_devices(pulse_rig):
     cmd = [str(exe), "devices"] if exe.exists() else [sys.executable, "-m", "pivoice", "devices"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=os.environ.copy())
     assert out.returncode == 0, out.stderr
+    assert "ALSA lib" not in out.stderr and "jack server" not in out.stderr  # native chatter is quieted
     inputs, outputs = out.stdout.split("Outputs:")
     for section in (inputs, outputs):
         assert "pulse" in section and "default" in section and "16000" in section and "48000" in section

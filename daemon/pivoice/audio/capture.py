@@ -60,6 +60,7 @@ class PyAudioMic:
     def open(self, on_frame: Callable[[bytes], None]) -> None:
         if self._stream is not None:
             raise RuntimeError("PyAudioMic is already open")
+        devices.quiet_native_audio_logs()
         self._pa = self._factory()
         try:
             index, self.device_name = devices.find_device(self._pa, self.device, devices.INPUT)

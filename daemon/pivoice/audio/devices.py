@@ -7,6 +7,8 @@ errors list the same devices. Called from the controller thread (open) or the CL
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import logging
 import sys
@@ -21,6 +23,41 @@ log = logging.getLogger(__name__)
 
 STANDARD_RATES_HZ = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 INPUT, OUTPUT = "input", "output"
+
+
+_native_handlers: list = []  # keeps the ctypes callbacks alive for the life of the process
+
+
+def quiet_native_audio_logs() -> None:
+    """Route alsa-lib's and libjack's stderr chatter (dozens of lines per PortAudio start while it
+    probes every ALSA plugin PCM) to DEBUG logging. Errors that matter still come back from
+    PortAudio as return codes, which we report with the device name. Idempotent."""
+    if _native_handlers:
+        return
+    alsa_handler_t = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                      ctypes.c_char_p)
+    jack_handler_t = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+
+    def alsa_message(file, line, function, err, fmt):  # the printf arguments are not reachable
+        log.debug("alsa-lib %s:%d %s: %s", (file or b"").decode(errors="replace"), line,
+                  (function or b"").decode(errors="replace"), (fmt or b"").decode(errors="replace"))
+
+    def jack_message(msg):
+        log.debug("libjack: %s", (msg or b"").decode(errors="replace"))
+
+    _native_handlers.extend([alsa_handler_t(alsa_message), jack_handler_t(jack_message)])
+    for name, setters, handler in (("asound", ("snd_lib_error_set_handler",), _native_handlers[0]),
+                                   ("jack", ("jack_set_error_function", "jack_set_info_function"),
+                                    _native_handlers[1])):
+        path = ctypes.util.find_library(name)
+        if not path:
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+            for setter in setters:
+                getattr(lib, setter)(handler)
+        except (OSError, AttributeError) as exc:
+            log.debug("cannot quiet lib%s: %s", name, exc)
 
 
 @dataclass(frozen=True)
@@ -76,6 +113,7 @@ def describe_pa(pa: Any) -> list[DeviceInfo]:
 
 
 def list_devices(pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio) -> list[DeviceInfo]:
+    quiet_native_audio_logs()
     pa = pyaudio_factory()
     try:
         return describe_pa(pa)
@@ -122,17 +160,20 @@ def find_device(pa: Any, wanted: str, direction: str) -> tuple[int, str]:
 
 def choose_format(pa: Any, index: int, name: str, direction: str, wanted_rate_hz: int | None,
                   fallback_rates_hz: Iterable[int]) -> tuple[int, int]:
-    """(rate_hz, channels) to open: the configured rate if given (error if unsupported), else the
-    first supported fallback rate."""
+    """(rate_hz, channels) to open: the configured rate if the device takes it, else the first
+    supported fallback rate (the resamplers absorb the difference)."""
     max_channels = _max_channels(pa.get_device_info_by_index(index), direction)
-    candidates = [wanted_rate_hz] if wanted_rate_hz else list(fallback_rates_hz)
+    candidates = list(dict.fromkeys(([wanted_rate_hz] if wanted_rate_hz else []) + list(fallback_rates_hz)))
     for rate_hz in candidates:
         channels = channels_for(pa, index, direction, rate_hz, max_channels)
         if channels is not None:
+            if wanted_rate_hz and rate_hz != wanted_rate_hz:
+                log.warning("audio %s [%d] %r does not support %d Hz; using %d Hz", direction, index, name,
+                            wanted_rate_hz, rate_hz)
             return rate_hz, channels
     supported = probe_rates(pa, index, direction, max_channels) or ("none of " + str(STANDARD_RATES_HZ),)
-    asked = f"{wanted_rate_hz} Hz" if wanted_rate_hz else "any of " + ", ".join(map(str, candidates)) + " Hz"
-    raise AudioDeviceError(f"audio {direction} device [{index}] {name!r} does not support {asked} "
+    asked = ", ".join(map(str, candidates))
+    raise AudioDeviceError(f"audio {direction} device [{index}] {name!r} supports none of {asked} Hz "
                            f"(16-bit); it supports: {', '.join(map(str, supported))}")
 
 
@@ -141,12 +182,16 @@ def format_table(devices: list[DeviceInfo]) -> str:
     for direction in (INPUT, OUTPUT):
         out.append(f"{direction.capitalize()}s:")
         out.append(f"  {'idx':>3}  {'name':<32} {'ch':>3}  rates (Hz, 16-bit)")
+        rows = 0
         for d in devices:
             channels = d.max_input_channels if direction == INPUT else d.max_output_channels
             if channels < 1:
                 continue
+            rows += 1
             rates = d.input_rates_hz if direction == INPUT else d.output_rates_hz
             out.append(f"  {d.index:>3}  {d.name[:32]:<32} {channels:>3}  {' '.join(map(str, rates)) or '-'}")
+        if not rows:
+            out.append(f"  (no {direction} devices: is the sound card/USB device plugged in, the user in group 'audio'?)")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

@@ -148,6 +148,7 @@ class PyAudioSpeaker:
     def open(self, on_drained: Callable[[], None]) -> None:
         if self._stream is not None:
             raise RuntimeError("PyAudioSpeaker is already open")
+        devices.quiet_native_audio_logs()
         self._pa = self._factory()
         try:
             index, self.device_name = devices.find_device(self._pa, self.device, devices.OUTPUT)
