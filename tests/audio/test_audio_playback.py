@@ -4,9 +4,9 @@ import wave
 
 import numpy as np
 import pyaudio
-import pytest
 
-from pivoice.audio.playback import PlayoutBuffer, PyAudioSpeaker, WavSpeaker
+from pivoice.audio.playback import PyAudioSpeaker, WavSpeaker
+from pivoice.audio.playout import PlayoutBuffer
 from support.fixtures_audio import FakePyAudio, read_wav
 
 
@@ -101,3 +101,16 @@ def test_wav_speaker_real_time(tmp_path):
     x, _, _ = read_wav(path)
     played = x[np.flatnonzero(x)[0]:][:6400]
     assert played.tobytes() == ramp(6400) and np.count_nonzero(x) == 6400  # the timeline holds the audio once
+
+
+def test_wav_speaker_reopened_appends(tmp_path):
+    path = tmp_path / "spk.wav"
+    spk = WavSpeaker(path, 8000, realtime=False)
+    for start in (1, 1001):
+        drained = threading.Event()
+        spk.open(drained.set)
+        spk.write(ramp(800, start))
+        assert drained.wait(2)
+        spk.close()
+    x, rate_hz, _ = read_wav(path)
+    assert rate_hz == 8000 and x.tobytes() == ramp(800, 1) + ramp(800, 1001)

@@ -11,120 +11,18 @@ import logging
 import threading
 import time
 import wave
-from collections import deque
 from typing import Any, Callable
 
 import numpy as np
 import pyaudio
 
 from pivoice.audio import devices
+from pivoice.audio.playout import PlayoutBuffer
 from pivoice.audio.ports import AudioDeviceError
 
 log = logging.getLogger(__name__)
 
 SPEAKER_FALLBACK_RATES_HZ = (48000, 44100, 24000, 16000)
-
-
-class PlayoutBuffer:
-    """Thread-safe sample queue with priming, drain detection and a played-position estimate.
-
-    Output timeline: every sample handed to the device (audio or silence) advances `out_pos`. The
-    device is `latency_samples` behind, so audio counts as played once its position is below
-    out_pos - latency (interpolated with the clock between pulls).
-    """
-
-    def __init__(self, sample_rate_hz: int, prime_samples: int, latency_samples: int = 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.sample_rate_hz, self.prime_samples, self.latency_samples = sample_rate_hz, prime_samples, latency_samples
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._chunks: deque[bytes] = deque()
-        self._head = 0             # bytes of _chunks[0] already pulled
-        self._queued_bytes = 0
-        self._priming = True
-        self._primed_wait = 0      # samples waited with data queued but below prime_samples
-        self._had_audio = False    # audio handed out since the last drain/stop
-        self._silence_since = 0    # silence samples handed out after the last audio sample
-        self._out_pos = 0
-        self._audio_total = 0
-        self._blocks: deque[tuple[int, int, int]] = deque(maxlen=512)  # (pos, audio_before, n_audio)
-        self._last_pull_s: float | None = None
-
-    def write(self, pcm16: bytes) -> None:
-        if not pcm16:
-            return
-        with self._lock:
-            self._chunks.append(bytes(pcm16))
-            self._queued_bytes += len(pcm16)
-
-    def clear(self) -> None:
-        """Drop the queue; stopped audio does not count as drained."""
-        with self._lock:
-            self._chunks.clear()
-            self._head = self._queued_bytes = 0
-            self._priming, self._primed_wait, self._had_audio = True, 0, False
-
-    def queued_samples(self) -> int:
-        with self._lock:
-            return self._queued_bytes // 2
-
-    def pull(self, n_samples: int) -> tuple[bytes, bool]:
-        """Exactly n_samples of mono s16le (silence-padded) and whether playback has just drained."""
-        with self._lock:
-            queued = self._queued_bytes // 2
-            if self._priming and queued:
-                self._primed_wait += n_samples
-                # wait for prime_samples, but never longer than prime_samples' worth of time
-                if queued >= self.prime_samples or self._primed_wait > self.prime_samples:
-                    self._priming, self._primed_wait = False, 0
-            take = 0 if self._priming else min(n_samples, queued)
-            data = self._take(take * 2) if take else b""
-            if take:
-                self._blocks.append((self._out_pos, self._audio_total, take))
-                self._audio_total += take
-                self._had_audio, self._silence_since = True, 0
-            self._silence_since += n_samples - take
-            self._out_pos += n_samples
-            self._last_pull_s = self._clock()
-            drained = False
-            if self._had_audio and not self._queued_bytes:
-                if take:
-                    self._priming = True  # ran dry: the next audio (next reply or a late delta) is primed again
-                if self._silence_since >= self.latency_samples:
-                    drained, self._had_audio = True, False
-            return data + bytes(2 * (n_samples - take)), drained
-
-    def _take(self, n_bytes: int) -> bytes:
-        parts, need = [], n_bytes
-        while need:
-            chunk = self._chunks[0]
-            part = chunk[self._head:self._head + need]
-            parts.append(part)
-            need -= len(part)
-            self._head += len(part)
-            if self._head == len(chunk):
-                self._chunks.popleft()
-                self._head = 0
-        self._queued_bytes -= n_bytes
-        return b"".join(parts)
-
-    def played_samples(self) -> int:
-        with self._lock:
-            cutoff = self._out_pos - self.latency_samples
-            if self._last_pull_s is not None:
-                cutoff += int((self._clock() - self._last_pull_s) * self.sample_rate_hz)
-            cutoff = min(cutoff, self._out_pos)
-            if not self._blocks:
-                return self._audio_total
-            for pos, before, n in reversed(self._blocks):
-                if pos < cutoff:
-                    return before + min(n, cutoff - pos)
-            return self._blocks[0][1]
-
-    def pending_samples(self) -> int:
-        played = self.played_samples()
-        with self._lock:
-            return self._queued_bytes // 2 + self._audio_total - played
 
 
 class PyAudioSpeaker:
@@ -217,7 +115,8 @@ class WavSpeaker:
     With `realtime` a pacing thread consumes `tick_ms` per tick against the monotonic clock and
     writes silence too, so the file is a timeline of the speaker and played_samples/stop/on_drained
     behave like a device. Without it, queued audio is written as soon as it arrives (no silence).
-    The header is valid after every write and the file is flushed every `flush_s`.
+    The header is valid after every write and the file is flushed every `flush_s`. Reopened for a
+    later conversation, it appends to what it wrote before.
     """
 
     def __init__(self, path: str, sample_rate_hz: int = 24000, *, realtime: bool = True, tick_ms: int = 20,
@@ -225,8 +124,9 @@ class WavSpeaker:
         self.path, self.sample_rate_hz, self._realtime = str(path), sample_rate_hz, realtime
         self.tick_ms, self._flush_s, self._clock = tick_ms, flush_s, clock
         # a tick's samples are "playing" during the next tick, like a one-period device buffer
-        tick_samples = sample_rate_hz * tick_ms // 1000
-        self._buffer = PlayoutBuffer(sample_rate_hz, 0, tick_samples if realtime else 0, clock=clock)
+        self._latency_samples = sample_rate_hz * tick_ms // 1000 if realtime else 0
+        self._buffer = PlayoutBuffer(sample_rate_hz, 0, self._latency_samples, clock=clock)
+        self._opened_before = False
         self._stop_evt = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -236,11 +136,18 @@ class WavSpeaker:
     def open(self, on_drained: Callable[[], None]) -> None:
         if self._thread is not None:
             raise RuntimeError("WavSpeaker is already open")
+        earlier = b""
+        if self._opened_before:  # a later conversation continues the same recording
+            with wave.open(self.path, "rb") as w:
+                earlier = w.readframes(w.getnframes())
+        self._opened_before = True
         self._file = open(self.path, "wb")
         self._wav = wave.open(self._file, "wb")
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(self.sample_rate_hz)
+        self._wav.writeframes(earlier)
+        self._buffer = PlayoutBuffer(self.sample_rate_hz, 0, self._latency_samples, clock=self._clock)
         self._stop_evt.clear()
         self._thread = threading.Thread(target=self._run, args=(on_drained,), name="wav-speaker", daemon=True)
         self._thread.start()
