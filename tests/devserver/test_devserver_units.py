@@ -142,3 +142,13 @@ def test_parse_wav_of_a_pipe_stream():
     assert (samples, rate_hz) == (b"\x01\x00\x02\x00", 22050)
     with pytest.raises(ValueError):
         parse_wav(b"not a wav")
+
+
+def test_speak_mode_falls_back_to_a_tone_without_espeak():
+    import asyncio
+
+    voice = VoiceSource("speak", "Heard {seconds:.1f} s.", espeak_path="")
+    assert voice.mode == "tone"
+    text, pcm16, rate_hz = asyncio.run(voice.reply(1.25, b"", 24000, 1.0))
+    assert text == "Heard 1.2 s." and rate_hz == 24000 and len(pcm16) == 48000  # 1 s of 24 kHz s16le
+    assert VoiceSource("tone", "No {placeholder} here").text_for(1.0) == "No {placeholder} here"

@@ -25,6 +25,7 @@ from .vad import TurnDetector
 log = logging.getLogger(__name__)
 
 MIN_COMMIT_MS = 100
+MAX_APPEND_BYTES = 15 * 1024 * 1024  # reference §9
 
 
 class RealtimeSession(ItemHandlers):
@@ -105,6 +106,10 @@ class RealtimeSession(ItemHandlers):
             wire = base64.b64decode(event["audio"], validate=True)
         except (binascii.Error, ValueError):
             self._error(event, "Invalid 'audio': the value is not valid base64.", "invalid_value", "audio")
+            return
+        if len(wire) > MAX_APPEND_BYTES:
+            self._error(event, f"Invalid 'audio': {len(wire)} bytes exceeds the 15 MiB limit per append event.",
+                        "invalid_value", "audio")
             return
         pcm16 = self.buffer.append(wire)
         if self._detector is None:
@@ -220,7 +225,7 @@ class RealtimeSession(ItemHandlers):
         heard_s = self._last_heard_s
         spec = ReplySpec(
             output_modalities=params.get("output_modalities") or self.config["output_modalities"],
-            output_format=fmt or codec.PCM, voice=override.get("voice") or out["voice"], speed=out["speed"],
+            output_format=fmt or codec.PCM, voice=_voice_name(override.get("voice") or out["voice"]), speed=out["speed"],
             max_output_tokens=params.get("max_output_tokens", self.config["max_output_tokens"]),
             metadata=params.get("metadata"), in_conversation=in_conversation, heard_s=heard_s,
             input_audio_tokens=round(heard_s * 10), user_pcm16=self._last_user_pcm16,
@@ -255,3 +260,8 @@ class RealtimeSession(ItemHandlers):
         self._error(event, "output_audio_buffer.clear is only supported for WebRTC and SIP connections.",
                     "invalid_event")
 
+
+
+def _voice_name(voice: object) -> object:
+    # a response reports a custom voice by its id string (RealtimeResponse has no voice object)
+    return voice.get("id") if isinstance(voice, dict) else voice
