@@ -61,13 +61,14 @@ class TokenServer:
 
 
 def write_config(path: Path, *, upstream_url: str, database_url: str, workers: int,
-                 upstream: dict | None = None, log_level: str = "info", **policy) -> Path:
+                 upstream: dict | None = None, log_level: str = "info", tls: dict | None = None,
+                 **policy) -> Path:
     data = {"host": "127.0.0.1", "port": 0, "workers": workers, "database_url": database_url,
             "openai_base_url": upstream_url, "api_key_env": "OPENAI_API_KEY", "log_level": log_level,
             "upstream": {"connect_timeout_s": 2.0, "timeout_s": 10.0, "retries": 2, "backoff_s": 0.05,
                          **(upstream or {})},
             "policy": {k: v for k, v in policy.items() if k not in LIMIT_KEYS},
-            "limits": {k: v for k, v in policy.items() if k in LIMIT_KEYS}}
+            "limits": {k: v for k, v in policy.items() if k in LIMIT_KEYS}, "tls": tls or {}}
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
@@ -92,13 +93,17 @@ def stop_process(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -
 @contextlib.contextmanager
 def run_token_server(tmp_path: Path, upstream_url: str, api_key: str, devices: list[str] = (),
                      workers: int = 2, *, database_url: str | None = None, upstream: dict | None = None,
-                     log_level: str = "info", name: str = "token-server", **policy) -> Iterator[TokenServer]:
-    """Write a config, register `devices` through the CLI, start the server, wait until ready."""
+                     log_level: str = "info", name: str = "token-server", tls: dict | None = None,
+                     **policy) -> Iterator[TokenServer]:
+    """Write a config, register `devices` through the CLI, start the server, wait until ready.
+
+    `tls={"cert_file": ..., "key_file": ...}` serves HTTPS (then `url` starts with https://).
+    """
     work = Path(tmp_path) / name
     work.mkdir(parents=True, exist_ok=True)
     database_url = database_url or f"sqlite:///{work / 'devices.db'}"
     config = write_config(work / "token-server.yaml", upstream_url=upstream_url, database_url=database_url,
-                          workers=workers, upstream=upstream, log_level=log_level, **policy)
+                          workers=workers, upstream=upstream, log_level=log_level, tls=tls, **policy)
     env = {**os.environ, "OPENAI_API_KEY": api_key, "PYTHONUNBUFFERED": "1"}
     env.pop("PIVOICE_TOKEN_SERVER_CONFIG", None)
     secrets: dict[str, str] = {}
@@ -124,7 +129,8 @@ def run_token_server(tmp_path: Path, upstream_url: str, api_key: str, devices: l
                 raise RuntimeError(f"token server not ready after {READY_TIMEOUT_S} s:\n{log_path.read_text()}")
             time.sleep(0.05)
         port = int(ready_file.read_text().strip())
-        yield TokenServer(port, f"http://127.0.0.1:{port}", process, secrets, config, log_path, env)
+        scheme = "https" if tls else "http"
+        yield TokenServer(port, f"{scheme}://127.0.0.1:{port}", process, secrets, config, log_path, env)
     finally:
         stop_process(process)
 

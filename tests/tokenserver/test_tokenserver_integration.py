@@ -1,7 +1,9 @@
 """A real `pivoice token-server` (several uvicorn workers) in front of the real `pivoice dev-server`."""
 
 import concurrent.futures
+import subprocess
 import re
+import ssl
 import time
 
 import httpx
@@ -155,3 +157,18 @@ def test_healthz_and_json_404(dev, tmp_path):
         assert r.status_code == 200 and r.json() == {"status": "ok"}
         r = httpx.get(ts.url + "/v1/nothing")
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_tls_served_by_uvicorn(dev, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    with run_token_server(tmp_path, dev.url, API_KEY, devices=["kitchen"], workers=2,
+                          tls={"cert_file": str(cert), "key_file": str(key)}) as ts:
+        assert ts.url.startswith("https://")
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert)), timeout=10) as client:
+            r = client.post(ts.url + MINT, auth=("kitchen", ts.device_secrets["kitchen"]), json={})
+        assert r.status_code == 200 and r.json()["value"].startswith("ek_")
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(f"http://127.0.0.1:{ts.port}{MINT}", auth=("kitchen", "x"), timeout=5)
