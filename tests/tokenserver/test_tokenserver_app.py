@@ -184,15 +184,17 @@ def test_audit_log_has_one_line_per_attempt_and_no_secrets(env, caplog):
     caplog.set_level(logging.DEBUG)
     call(app, body={"session": {"audio": {"output": {"voice": "ash"}}}})
     call(app, auth=("kitchen", "wrong-" + SECRETS["kitchen"]))
+    call(app, auth=(SECRETS["attic"], SECRETS["kitchen"]))  # secret typed as the device id
     call(app, body={"session": {"instructions": SECRETS["attic"]}})
     call(app, raw=b"{")
     upstream.status = 503
     call(app, auth=("attic", SECRETS["attic"]))
     call(app, n=3)  # kitchen has 2 tokens left: 2 upstream failures, then 429
     audit = [r.getMessage() for r in caplog.records if r.name == "pivoice.tokenserver.audit"]
-    assert len(audit) == 8
+    assert len(audit) == 9
+    assert "device=- outcome=unauthorized status=401 code=unknown_device" in audit.pop(2)
     assert audit[0].startswith("mint device=kitchen outcome=minted status=200") and "upstream_status=200" in audit[0]
-    assert "outcome=unauthorized status=401" in audit[1]
+    assert "device=kitchen outcome=unauthorized status=401 code=wrong_secret" in audit[1]
     assert "outcome=forbidden_override status=403" in audit[2] and "field=session.instructions" in audit[2]
     assert "outcome=invalid_request status=400" in audit[3]
     assert "device=attic outcome=upstream_failed status=503" in audit[4] and "attempts=2" in audit[4]

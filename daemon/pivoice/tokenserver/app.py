@@ -97,12 +97,14 @@ class MintService:
     async def _mint(self, request: Request) -> JSONResponse:
         creds = parse_basic_auth(request.headers.get("authorization"))
         if creds is None:
-            audit.mint_attempt(None, "unauthorized", 401)
+            audit.mint_attempt(None, "unauthorized", 401, code="no_credentials")
             return _unauthorized("HTTP Basic credentials (device id and secret) are required")
         name, secret = creds
         device = await run_in_threadpool(self.registry.get_device, name) if check_device_name(name) is None else None
         if not verify_secret(secret, device.secret_hash if device else None) or device.revoked:
-            audit.mint_attempt(name, "unauthorized", 401)
+            # An unknown name is not logged: it may be a secret typed into the wrong field.
+            reason = "unknown_device" if device is None else ("revoked" if device.revoked else "wrong_secret")
+            audit.mint_attempt(name if device else None, "unauthorized", 401, code=reason)
             return _unauthorized("unknown device, wrong secret, or revoked device")
 
         try:
