@@ -9,21 +9,29 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-# "LQ" is soxr's 16-bit-precision filter: our samples are 16-bit, so the stricter HQ (20-bit) and
-# VHQ filters buy nothing audible, and LQ is the cheapest band-limited filter (CPU on x86 is ~6 us
-# per 20 ms chunk for every quality, so on a Pi the difference is in the filter length). It also
-# holds back the least audio at the rates we use most: ~1 ms at 24<->48 kHz and 6 ms at 16->24 kHz
-# (MQ: 15-26 ms, HQ: up to 30 ms), latency every reply would pay. Rates touching 8 kHz (G.711)
-# cost 35-60 ms with LQ; "QQ" (cubic, no anti-aliasing) would avoid that but aliases when
-# downsampling speech, so callers that care can pass quality="QQ" for 8 kHz upsampling only.
-DEFAULT_QUALITY = "LQ"
+# "auto" picks per direction. Upsampling (16 kHz mic -> 24 kHz wire, 24 kHz reply -> 48 kHz
+# speaker) uses "QQ", cubic interpolation: nothing above the input's Nyquist exists to alias, and
+# it returns every chunk's samples at once. soxr's band-limited qualities release output in
+# blocks: with "LQ" the first 20 ms chunk yields nothing and later ones arrive in 20-60 ms lumps
+# (measured: 16->24 kHz [0, 900, 450, ...] bytes; 16->8 kHz nothing until the 4th chunk), which
+# every press and every reply would pay. Downsampling (48 kHz mic -> 24 kHz, anything -> 8 kHz
+# G.711) needs a real anti-alias filter, so it uses "LQ", soxr's 16-bit-precision filter: our
+# samples are 16-bit, so HQ/VHQ buy nothing audible and hold audio back longer still.
+DEFAULT_QUALITY = "auto"
+
+
+def pick_quality(in_rate_hz: int, out_rate_hz: int, quality: str) -> str:
+    if quality != "auto":
+        return quality
+    return "QQ" if out_rate_hz > in_rate_hz else "LQ"
 
 
 class StreamResampler:
     """s16le mono bytes at `in_rate_hz` in, s16le mono bytes at `out_rate_hz` out."""
 
     def __init__(self, in_rate_hz: int, out_rate_hz: int, quality: str = DEFAULT_QUALITY) -> None:
-        self.in_rate_hz, self.out_rate_hz, self.quality = int(in_rate_hz), int(out_rate_hz), quality
+        self.in_rate_hz, self.out_rate_hz = int(in_rate_hz), int(out_rate_hz)
+        self.quality = pick_quality(self.in_rate_hz, self.out_rate_hz, quality)
         self.passthrough = self.in_rate_hz == self.out_rate_hz
         self._stream = None if self.passthrough else self._new_stream()
 

@@ -6,30 +6,14 @@ Thread: controller thread only; no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Union
 
 from pivoice.audio import codec
 from pivoice.audio.resample import DEFAULT_QUALITY, StreamResampler
-from pivoice.audio.vad_gate import Audio, SpeechEnd, SpeechStart, VadGate
+from pivoice.audio.vad_gate import Audio, GateOutput, SpeechEnd, SpeechStart, VadGate
+from pivoice.messages import Chunk, SpeechEnded, SpeechStarted
 
-
-@dataclass(frozen=True)
-class SpeechStarted:
-    pass
-
-
-@dataclass(frozen=True)
-class Chunk:
-    payload: bytes  # wire format bytes, ready to base64
-    duration_ms: float
-
-
-@dataclass(frozen=True)
-class SpeechEnded:
-    pass
-
-
+# What the uplink hands the controller: events from pivoice.messages.
 UplinkItem = Union[SpeechStarted, Chunk, SpeechEnded]
 
 
@@ -44,27 +28,36 @@ class Uplink:
         self._chunk_bytes = int(round(chunk_ms * self._bytes_per_ms))
         self._resampler = StreamResampler(mic_rate_hz, codec.wire_rate_hz(wire_format), resample_quality)
         self._buf = bytearray()
+        self._first_of_stretch = False
         self.raw_bytes = 0    # everything the mic captured (s16le at the mic rate)
         self.wire_bytes = 0   # everything handed out in Chunks
         self.chunks = 0
 
     def process(self, frame: bytes) -> list[UplinkItem]:
         self.raw_bytes += len(frame)
+        return self._run(self.gate.process(frame))
+
+    def open_now(self) -> list[UplinkItem]:
+        """Start sending at once, before the gate hears speech (the button was pressed)."""
+        return self._run(self.gate.open_now())
+
+    def _run(self, gate_output: list[GateOutput]) -> list[UplinkItem]:
         out: list[UplinkItem] = []
-        for item in self.gate.process(frame):
+        for item in gate_output:
             if isinstance(item, Audio):
                 self._add(self._resampler.process(item.frame), out)
             elif isinstance(item, SpeechStart):
                 # a new stretch is not continuous with the last one: no filter tail across the gap
                 self._resampler.reset()
                 self._buf.clear()
+                self._first_of_stretch = True
                 out.append(SpeechStarted())
             elif isinstance(item, SpeechEnd):
                 self._add(self._resampler.flush(), out)
                 if self._buf:
                     out.append(self._chunk(bytes(self._buf)))
                     self._buf.clear()
-                out.append(SpeechEnded())
+                out.append(SpeechEnded(item.voiced))
         return out
 
     def reset(self) -> None:
@@ -77,6 +70,12 @@ class Uplink:
         if not pcm16:
             return
         self._buf += codec.encode(self.wire_format, pcm16)
+        if self._first_of_stretch:
+            # the first audio of a stretch leaves at once: it is what press-to-first-audio waits for
+            self._first_of_stretch = False
+            first = bytes(self._buf[:self._chunk_bytes])
+            del self._buf[:len(first)]
+            out.append(self._chunk(first))
         while len(self._buf) >= self._chunk_bytes:
             out.append(self._chunk(bytes(self._buf[:self._chunk_bytes])))
             del self._buf[:self._chunk_bytes]

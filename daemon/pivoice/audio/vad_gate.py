@@ -45,7 +45,7 @@ class Audio:
 
 @dataclass(frozen=True)
 class SpeechEnd:
-    pass
+    voiced: bool = True   # False: a stretch opened by open_now() in which no speech was heard
 
 
 GateOutput = Union[SpeechStart, Audio, SpeechEnd]
@@ -76,6 +76,7 @@ class VadGate:
         self._ring: deque[bytes] = deque(maxlen=self.preroll_frames + self.window_frames)
         self._window: deque[bool] = deque(maxlen=self.window_frames)
         self.is_open = False
+        self._heard_voice = False
         self._countdown = 0
         self._warmup_frames = math.ceil(warmup_ms / frame_ms)
 
@@ -109,8 +110,9 @@ class VadGate:
         if self.is_open:
             out: list[GateOutput] = [Audio(frame)]
             self._countdown = self.trailing_frames if voiced else self._countdown - 1
+            self._heard_voice = self._heard_voice or voiced
             if self._countdown <= 0:
-                out.append(SpeechEnd())
+                out.append(SpeechEnd(self._heard_voice))
                 self.is_open = False
                 self._ring.clear()
                 self._window.clear()
@@ -119,9 +121,18 @@ class VadGate:
         self._window.append(voiced)
         if sum(self._window) < self.start_frames:
             return []
+        return self._open(heard_voice=True)
+
+    def open_now(self) -> list[GateOutput]:
+        """Open without waiting for speech (a button press says speech is coming); it closes again
+        after `trailing_ms` without voice, like any stretch."""
+        return [] if self.is_open else self._open(heard_voice=False)
+
+    def _open(self, heard_voice: bool) -> list[GateOutput]:
         self.is_open = True
+        self._heard_voice = heard_voice
         self._countdown = self.trailing_frames
-        out = [SpeechStart()] + [Audio(f) for f in self._ring]
+        out: list[GateOutput] = [SpeechStart()] + [Audio(f) for f in self._ring]
         self._ring.clear()
         self._window.clear()
         return out
