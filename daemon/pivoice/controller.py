@@ -76,6 +76,7 @@ class Controller:
         self.drained = True
         self.reply_item: tuple[str, int] | None = None
         self.reply_received_ms = 0.0
+        self.reply_complete = False     # response.done arrived for the reply being played
         self.stop_reason: str | None = None
         self.user_speaking = False
         self.dropped_ms = 0.0
@@ -105,6 +106,7 @@ class Controller:
             self.cancelled.add(self.response_id)
             if reason == "button" or not self.s.interrupt_response:
                 actions.append(self._event("response.cancel", response_id=self.response_id))
+            self.response_id = None   # from here on we are listening: the next press ends the conversation
         if self.playing:
             self.stop_reason = reason
             actions.insert(0, m.StopPlayback())
@@ -196,8 +198,9 @@ class Controller:
             return []
         self.user_speaking = False
         self.last_activity_s = self.now_s
-        actions: list = [m.Note("local_speech_stop", "speech ended (local gate)")]
-        if self.s.manual_turns and not (self.s.half_duplex and self.playing):
+        actions: list = [m.Note("local_speech_stop", "speech ended (local gate)" if ev.voiced
+                                else "gate closed: nothing was said after the press")]
+        if self.s.manual_turns and ev.voiced and not (self.s.half_duplex and self.playing):
             if self.phase == CONNECTING:
                 self.pending_commit = True
             else:
@@ -214,6 +217,7 @@ class Controller:
             self.playing = True
             self.reply_item = (ev.item_id, ev.content_index)
             self.reply_received_ms = 0.0
+            self.reply_complete = False
             actions += [m.BeginReply(), m.Note("reply_audio", "reply audio started")]
         self.drained = False
         self.reply_received_ms += len(ev.payload) / codec.bytes_per_ms(self.s.output_format)
@@ -239,8 +243,8 @@ class Controller:
         audio_end_ms = int(min(ev.played_ms, self.reply_received_ms))
         item_id, content_index = self.reply_item
         note = m.Note("truncated", f"reply stopped after {audio_end_ms} ms ({self.stop_reason})")
-        if audio_end_ms >= int(self.reply_received_ms) and self.response_id is None:
-            return [note]   # everything was heard: nothing to truncate
+        if self.reply_complete and audio_end_ms >= int(self.reply_received_ms):
+            return [note]   # the whole reply arrived and was heard: nothing to truncate
         return [self._event("conversation.item.truncate", item_id=item_id, content_index=content_index,
                             audio_end_ms=audio_end_ms), note]
 
@@ -260,12 +264,15 @@ class Controller:
             return self._on_response_done(d.get("response") or {})
         elif kind == "error":
             return self._on_error(d.get("error") or {})
+        elif kind == "response.output_audio.done" and self.playing and d.get("response_id") not in self.cancelled:
+            return [m.FinishReply()]
         note = _note_for(kind, d)
         return [note] if note else []
 
     def _on_response_done(self, response: dict) -> list:
         if response.get("id") in (self.response_id, None):
             self.response_id = None
+            self.reply_complete = True
         self.last_activity_s = self.now_s
         usage = response.get("usage") or {}
         actions: list = [m.Note("response_done", f"response {response.get('status', '?')} "

@@ -80,6 +80,8 @@ class SpeechStarted:
 class SpeechEnded:
     """The local gate closed: speech ended and the trailing audio has been emitted."""
 
+    voiced: bool = True   # False: the press opened the gate but nobody spoke
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -154,6 +156,11 @@ class BeginReply:
 @dataclass(frozen=True)
 class Play:
     payload: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class FinishReply:
+    """All audio of the reply has arrived: let the resampler's held-back tail out to the speaker."""
 
 
 @dataclass(frozen=True)

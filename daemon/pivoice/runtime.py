@@ -175,6 +175,8 @@ class Runtime:
         elif isinstance(action, m.BeginReply):
             self._downlink.begin_reply()
             self._reply_delta_at_s = self._delta_at_s   # the delta that starts this reply
+        elif isinstance(action, m.FinishReply):
+            self._downlink.finish_reply()
         elif isinstance(action, m.StopPlayback):
             self._dispatch(m.PlaybackStopped(self._downlink.stop()))
         else:
@@ -188,6 +190,8 @@ class Runtime:
             self._mic.open(lambda pcm: self.events.put(_MicFrame(pcm)))
             self._uplink = self._uplink_factory(self._mic.sample_rate_hz)
             self._downlink.open(lambda: self.events.put(m.PlaybackDrained()))
+            for item in self._uplink.open_now():   # the press means speech is coming: stream from now
+                self._dispatch(item)
         except Exception as exc:   # a USB device unplugged since start-up, a busy ALSA device, ...
             self._dispatch(m.AudioFailed(str(exc)))
 

@@ -163,6 +163,8 @@ def test_button_barge_in_stops_cancels_and_truncates_to_what_was_heard():
         ("Note", "truncated")]
     # deltas of the cancelled response still in flight are dropped
     assert ctrl.handle(m.AudioDelta("resp_1", "item_a", 0, PCM_100MS), 1.2) == []
+    # a press right after the interrupt ends the conversation, even before response.done arrives
+    assert ("Note", "ended") in kinds(ctrl.handle(m.Press(), 1.3))
     # played_ms can never exceed what was received
     ctrl2 = active()
     speaking(ctrl2)
