@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from pivoice import messages as m
 from pivoice.config import WAV_PREFIX, Config, load
@@ -37,20 +38,21 @@ def controller_settings(cfg: Config) -> Settings:
     )
 
 
-def build_mic(cfg: Config):
+def build_mic(cfg: Config, portaudio):
     from pivoice.audio.capture import PyAudioMic, WavMic
     inp = cfg.audio.input
     if inp.device.startswith(WAV_PREFIX):
         return WavMic(inp.device[len(WAV_PREFIX):], frame_ms=inp.frame_ms)
-    return PyAudioMic(inp.device, inp.sample_rate_hz, inp.frame_ms)
+    return PyAudioMic(inp.device, inp.sample_rate_hz, inp.frame_ms, portaudio=portaudio)
 
 
-def build_speaker(cfg: Config):
+def build_speaker(cfg: Config, portaudio):
     from pivoice.audio.playback import PyAudioSpeaker, WavSpeaker
     out = cfg.audio.output
     if out.device.startswith(WAV_PREFIX):
         return WavSpeaker(out.device[len(WAV_PREFIX):])
-    return PyAudioSpeaker(out.device, out.sample_rate_hz, prime_ms=out.prime_ms, buffer_ms=out.buffer_ms)
+    return PyAudioSpeaker(out.device, out.sample_rate_hz, prime_ms=out.prime_ms, buffer_ms=out.buffer_ms,
+                          portaudio=portaudio)
 
 
 def build_uplink_factory(cfg: Config):
@@ -76,11 +78,27 @@ def build_tokens(cfg: Config):
         refresh_margin_s=t.refresh_margin_s, ca_bundle=t.ca_bundle, allow_insecure_http=t.allow_insecure_http)
 
 
+def check_audio_devices(cfg: Config, portaudio) -> None:
+    """Initialise PortAudio now (80 ms the first press would otherwise pay) and report a missing
+    device at start-up. Not fatal: a USB device may be plugged in later, and each press says it again."""
+    from pivoice.audio.devices import INPUT, OUTPUT
+    from pivoice.audio.ports import AudioDeviceError
+    for key, direction, device in (("input", INPUT, cfg.audio.input.device),
+                                   ("output", OUTPUT, cfg.audio.output.device)):
+        if device.startswith(WAV_PREFIX):
+            continue
+        try:
+            portaudio.find(device, direction)
+        except AudioDeviceError as exc:
+            log.error("audio.%s.device: %s", key, exc)
+
+
 class Daemon:
     """Everything `pivoice run` starts, wired together. Built and stopped on the main thread."""
 
-    def __init__(self, cfg: Config, *, runtime, tokens, button_factory, control_factory):
+    def __init__(self, cfg: Config, *, runtime, tokens, button_factory, control_factory, prepare=None):
         self.cfg = cfg
+        self._prepare = prepare
         self.runtime = runtime
         self.tokens = tokens
         self._button_factory = button_factory
@@ -90,6 +108,8 @@ class Daemon:
 
     def start(self) -> None:
         post = self.runtime.post
+        if self._prepare is not None:
+            self._prepare()
         self.tokens.start()
         self.runtime.start()
         self.control = self._control_factory(
@@ -109,6 +129,7 @@ class Daemon:
 
 
 def build(cfg: Config, on_note=None) -> Daemon:
+    from pivoice.audio.devices import PortAudioHost
     from pivoice.audio.downlink import Downlink
     from pivoice.button import GpioButton, make_pin_factory
     from pivoice.control import ControlServer
@@ -116,11 +137,12 @@ def build(cfg: Config, on_note=None) -> Daemon:
     from pivoice.runtime import Runtime
 
     tokens = build_tokens(cfg)
+    portaudio = PortAudioHost()   # initialised on first use, so WAV-only setups never load PortAudio
     runtime = Runtime(
         Controller(controller_settings(cfg)),
-        mic=build_mic(cfg),
+        mic=build_mic(cfg, portaudio),
         uplink_factory=build_uplink_factory(cfg),
-        downlink=Downlink(build_speaker(cfg), cfg.session.output_format),
+        downlink=Downlink(build_speaker(cfg, portaudio), cfg.session.output_format),
         tokens=tokens,
         connector=RealtimeConnector(cfg.realtime.url, cfg.session.model,
                                     connect_timeout_s=cfg.realtime.connect_timeout_s),
@@ -137,7 +159,7 @@ def build(cfg: Config, on_note=None) -> Daemon:
         return ControlServer(cfg.control.socket_path, **handlers)
 
     return Daemon(cfg, runtime=runtime, tokens=tokens, button_factory=button_factory,
-                  control_factory=control_factory)
+                  control_factory=control_factory, prepare=lambda: check_audio_devices(cfg, portaudio))
 
 
 def _timeline_printer(stream):
@@ -146,7 +168,7 @@ def _timeline_printer(stream):
 
     def on_note(note: m.Note) -> None:
         with lock:
-            stream.write(json.dumps({"kind": note.kind, "text": note.text}) + "\n")
+            stream.write(json.dumps({"t": round(time.monotonic(), 4), "kind": note.kind, "text": note.text}) + "\n")
             stream.flush()
     return on_note
 

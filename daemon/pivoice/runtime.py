@@ -41,7 +41,8 @@ class Metrics:
     def __init__(self) -> None:
         self.press_at_s: float | None = None
         self.press_to_first_append_ms: list[float] = []
-        self.delta_to_speaker_ms: list[float] = []
+        self.delta_to_speaker_ms: list[float] = []   # first reply delta -> its first sample written to the speaker
+        self.delta_to_device_ms: list[float] = []    # ... -> released by the speaker's audio thread to the device
         self.raw_capture_bytes = 0
         self.wire_audio_bytes = 0
         self.conversations = 0
@@ -72,6 +73,7 @@ class Runtime:
         self._audio_open = False
         self._delta_at_s: float | None = None        # when the delta being handled arrived off the socket
         self._reply_delta_at_s: float | None = None  # ... and the one that started the current reply
+        self._device_delta_at_s: float | None = None
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._stopped = threading.Event()
         self.metrics = Metrics()
@@ -134,6 +136,12 @@ class Runtime:
         for action in self.controller.handle(event, self._clock()):
             self._execute(action)
         self._status = self.controller.snapshot()
+        if self._device_delta_at_s is not None:
+            # the audio thread stamps the first sample some ms after we wrote it; pick it up when it has
+            device_at = self._downlink.device_first_sample_at()
+            if device_at is not None:
+                self.metrics.delta_to_device_ms.append((device_at - self._device_delta_at_s) * 1000)
+                self._device_delta_at_s = None
 
     def _execute(self, action: object) -> None:
         if isinstance(action, m.SendAudio):
@@ -174,7 +182,7 @@ class Runtime:
                 self._conn = None
         elif isinstance(action, m.BeginReply):
             self._downlink.begin_reply()
-            self._reply_delta_at_s = self._delta_at_s   # the delta that starts this reply
+            self._reply_delta_at_s = self._device_delta_at_s = self._delta_at_s   # the delta starting this reply
         elif isinstance(action, m.FinishReply):
             self._downlink.finish_reply()
         elif isinstance(action, m.StopPlayback):

@@ -5,6 +5,7 @@ import numpy as np
 import pyaudio
 import pytest
 
+from pivoice.audio.devices import PortAudioHost
 from pivoice.audio.capture import PyAudioMic, WavMic
 from pivoice.audio.ports import AudioDeviceError
 from support.fixtures_audio import FakePyAudio, tone, write_wav
@@ -95,7 +96,27 @@ def test_mic_picks_device_by_substring_and_first_supported_rate():
     assert kwargs["frames_per_buffer"] == 960 and mic.sample_rate_hz == 48000
     mic.close()
     mic.close()  # idempotent
-    assert pa.streams[0].closed and pa.terminated
+    # PortAudio stays initialised between conversations: re-enumerating costs ~80 ms per press
+    assert pa.streams[0].closed and not pa.terminated
+
+
+def test_portaudio_host_is_shared_and_re_enumerates_for_a_hot_plugged_device():
+    before = FakePyAudio([SPEAKER_ONLY])
+    after = FakePyAudio([SPEAKER_ONLY, USB_MIC])
+    made = []
+
+    def factory():
+        made.append(before if not made else after)
+        return made[-1]
+    host = PortAudioHost(factory)
+    speaker_pa = host.get()
+    assert host.get() is speaker_pa and len(made) == 1
+    mic = PyAudioMic("usb pnp", portaudio=host)
+    mic.open(lambda f: None)   # not in the first snapshot: the host re-enumerates once and finds it
+    assert len(made) == 2 and before.terminated and after.streams
+    mic.close()
+    with pytest.raises(AudioDeviceError, match="respeaker"):
+        PyAudioMic("respeaker", portaudio=host).open(lambda f: None)
 
 
 def test_mic_downmixes_stereo_reframes_and_counts_overflows(caplog):

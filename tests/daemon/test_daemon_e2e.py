@@ -135,7 +135,7 @@ def test_spoken_exchange_through_pulseaudio_devices(tmp_path, question_wav, puls
     the reply is the user's own speech, so what the speaker played must match the question."""
     recording = tmp_path / "speaker.wav"
     with offline_stack(tmp_path, "--mode", "parrot") as stack:
-        config = stack.config(mic="pulse", speaker="pulse")
+        config = stack.config(mic="default", speaker="default")
         with running(stack.daemon(config, env=pulse_rig.env())) as daemon:
             recorder = pulse_rig.record(recording, rate_hz=24000)
             try:

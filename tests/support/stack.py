@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -133,6 +134,7 @@ class Stack:
 def offline_stack(work: Path, *dev_args: str, workers: int = 2) -> Iterator[Stack]:
     """Dev server (Realtime stand-in) and token backend on loopback, with one registered device."""
     work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work / "token-server", ignore_errors=True)   # a fresh device registry each time
     with run_dev_server(work, *dev_args) as dev, \
             run_token_server(work, dev.url, dev.api_key, devices=[DEVICE_ID], workers=workers) as tokens:
         secret = tokens.device_secrets[DEVICE_ID]

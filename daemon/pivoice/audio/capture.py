@@ -39,12 +39,14 @@ class PyAudioMic:
 
     def __init__(self, device: str = "default", sample_rate_hz: int | None = None, frame_ms: int = 20, *,
                  pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio,
+                 portaudio: devices.PortAudioHost | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.device = device
         self._wanted_rate_hz = sample_rate_hz
         self.sample_rate_hz = sample_rate_hz or 0
         self.frame_ms = frame_ms
-        self._factory = pyaudio_factory
+        # the daemon passes one host for mic and speaker; standalone use gets a private one
+        self._host = portaudio or devices.PortAudioHost(pyaudio_factory)
         self._monotonic = monotonic
         self._pa: Any = None
         self._stream: Any = None
@@ -60,10 +62,8 @@ class PyAudioMic:
     def open(self, on_frame: Callable[[bytes], None]) -> None:
         if self._stream is not None:
             raise RuntimeError("PyAudioMic is already open")
-        devices.quiet_native_audio_logs()
-        self._pa = self._factory()
+        self._pa, index, self.device_name = self._host.find(self.device, devices.INPUT)
         try:
-            index, self.device_name = devices.find_device(self._pa, self.device, devices.INPUT)
             rate_hz, self._channels = devices.choose_format(self._pa, index, self.device_name, devices.INPUT,
                                                             self._wanted_rate_hz, MIC_FALLBACK_RATES_HZ)
             self.sample_rate_hz = rate_hz
@@ -79,7 +79,6 @@ class PyAudioMic:
                 raise AudioDeviceError(f"cannot open audio input [{index}] {self.device_name!r} at {rate_hz} Hz, "
                                        f"{self._channels} ch: {exc} (busy or unplugged?)") from exc
         except BaseException:
-            self._pa.terminate()
             self._pa = None
             raise
         log.info("mic: [%d] %r at %d Hz, %d ch, %d ms frames", index, self.device_name, rate_hz,
@@ -108,7 +107,7 @@ class PyAudioMic:
             self._overflows_logged = self.overflows
 
     def close(self) -> None:
-        stream, pa = self._stream, self._pa
+        stream = self._stream
         self._stream = self._pa = None
         if stream is not None:
             try:
@@ -116,8 +115,7 @@ class PyAudioMic:
                 stream.close()
             except OSError as exc:
                 log.warning("mic %r: error while closing: %s", self.device_name, exc)
-        if pa is not None:
-            pa.terminate()
+        # the PortAudio host stays initialised for the next conversation (see PortAudioHost)
 
 
 class WavMic:

@@ -132,6 +132,43 @@ def _listing(pa: Any, direction: str) -> str:
     return "\n".join(lines) or "  (no devices at all; is the USB device plugged in and the user in group 'audio'?)"
 
 
+class PortAudioHost:
+    """One PortAudio initialisation shared by the mic and the speaker.
+
+    Pa_Initialize enumerates every ALSA device (measured: 80 ms), so paying it on each press would
+    be most of press-to-first-audio. The device list it takes is a snapshot, though: `refresh()`
+    re-enumerates, which `open_device()` does once when the wanted device is missing, so a USB mic
+    plugged in after start-up is still found. Controller thread only.
+    """
+
+    def __init__(self, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio) -> None:
+        self._factory = pyaudio_factory
+        self._pa: Any = None
+
+    def get(self) -> Any:
+        if self._pa is None:
+            quiet_native_audio_logs()
+            self._pa = self._factory()
+        return self._pa
+
+    def refresh(self) -> Any:
+        self.terminate()
+        return self.get()
+
+    def find(self, wanted: str, direction: str) -> tuple[Any, int, str]:
+        """(pa, index, name), re-enumerating once if the device is not in the current snapshot."""
+        try:
+            return (self.get(), *find_device(self.get(), wanted, direction))
+        except AudioDeviceError:
+            pa = self.refresh()
+            return (pa, *find_device(pa, wanted, direction))
+
+    def terminate(self) -> None:
+        pa, self._pa = self._pa, None
+        if pa is not None:
+            pa.terminate()
+
+
 def find_device(pa: Any, wanted: str, direction: str) -> tuple[int, str]:
     """Index and name of the `direction` device named `wanted` ("default" or a case-insensitive
     substring; an exact name wins over substring matches, else the first match)."""

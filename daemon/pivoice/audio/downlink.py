@@ -27,6 +27,7 @@ class Downlink:
         self._resampler: StreamResampler | None = None
         self._received_wire_samples = 0
         self._reply_base_samples = 0   # speaker sample position where the current reply starts
+        self._reply_begun_at: float | None = None
         self.first_sample_at: float | None = None  # monotonic time the reply's first sample was written
 
     def open(self, on_drained: Callable[[], None]) -> None:
@@ -38,6 +39,7 @@ class Downlink:
         """Start counting a new reply; it plays after anything still queued from an earlier one."""
         self._received_wire_samples = 0
         self.first_sample_at = None
+        self._reply_begun_at = self._clock()
         self._reply_base_samples = self.speaker.played_samples() + self.speaker.pending_samples()
         if self._resampler is not None:
             self._resampler.reset()
@@ -56,6 +58,12 @@ class Downlink:
         tail = self._resampler.flush() if self._resampler is not None else b""
         if tail:
             self.speaker.write(tail)
+
+    def device_first_sample_at(self) -> float | None:
+        """When the speaker's audio thread released this reply's first sample (None until it has)."""
+        since = self.speaker.audible_since_s()
+        begun = self._reply_begun_at
+        return since if since is not None and begun is not None and since >= begun else None
 
     @property
     def received_ms(self) -> float:

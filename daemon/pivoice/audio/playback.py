@@ -29,11 +29,13 @@ class PyAudioSpeaker:
     """Callback-mode PortAudio output kept open for the whole conversation; silence when idle."""
 
     def __init__(self, device: str = "default", sample_rate_hz: int | None = None, *, prime_ms: int = 60,
-                 buffer_ms: int = 20, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio) -> None:
+                 buffer_ms: int = 20, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio,
+                 portaudio: devices.PortAudioHost | None = None) -> None:
         self.device, self._wanted_rate_hz = device, sample_rate_hz
         self.sample_rate_hz = sample_rate_hz or 0
         self.prime_ms, self.buffer_ms = prime_ms, buffer_ms
-        self._factory = pyaudio_factory
+        # the daemon passes one host for mic and speaker; standalone use gets a private one
+        self._host = portaudio or devices.PortAudioHost(pyaudio_factory)
         self._pa: Any = None
         self._stream: Any = None
         self._buffer: PlayoutBuffer | None = None
@@ -46,10 +48,8 @@ class PyAudioSpeaker:
     def open(self, on_drained: Callable[[], None]) -> None:
         if self._stream is not None:
             raise RuntimeError("PyAudioSpeaker is already open")
-        devices.quiet_native_audio_logs()
-        self._pa = self._factory()
+        self._pa, index, self.device_name = self._host.find(self.device, devices.OUTPUT)
         try:
-            index, self.device_name = devices.find_device(self._pa, self.device, devices.OUTPUT)
             rate_hz, self._channels = devices.choose_format(self._pa, index, self.device_name, devices.OUTPUT,
                                                             self._wanted_rate_hz, SPEAKER_FALLBACK_RATES_HZ)
             self.sample_rate_hz = rate_hz
@@ -67,7 +67,6 @@ class PyAudioSpeaker:
             self._buffer.latency_samples = int(self.output_latency_s * rate_hz)
             self._stream.start_stream()
         except BaseException:
-            self._pa.terminate()
             self._pa = self._stream = None
             raise
         log.info("speaker: [%d] %r at %d Hz, %d ch, output latency %.0f ms", index, self.device_name, rate_hz,
@@ -96,8 +95,12 @@ class PyAudioSpeaker:
     def pending_samples(self) -> int:
         return self._buffer.pending_samples() if self._buffer else 0
 
+    def audible_since_s(self) -> float | None:
+        """Monotonic time the audio thread started handing the current stretch of audio to the device."""
+        return self._buffer.audible_since_s if self._buffer else None
+
     def close(self) -> None:
-        stream, pa = self._stream, self._pa
+        stream = self._stream
         self._stream = self._pa = None
         if stream is not None:
             try:
@@ -105,8 +108,7 @@ class PyAudioSpeaker:
                 stream.close()
             except OSError as exc:
                 log.warning("speaker %r: error while closing: %s", self.device_name, exc)
-        if pa is not None:
-            pa.terminate()
+        # the PortAudio host stays initialised for the next conversation (see PortAudioHost)
 
 
 class WavSpeaker:
@@ -189,6 +191,9 @@ class WavSpeaker:
 
     def pending_samples(self) -> int:
         return self._buffer.pending_samples()
+
+    def audible_since_s(self) -> float | None:
+        return self._buffer.audible_since_s
 
     def close(self) -> None:
         self._stop_evt.set()

@@ -37,6 +37,7 @@ class PlayoutBuffer:
         self._audio_total = 0
         self._blocks: deque[tuple[int, int, int]] = deque(maxlen=512)  # (pos, audio_before, n_audio)
         self._last_pull_s: float | None = None
+        self.audible_since_s: float | None = None   # when the audio thread began releasing the current stretch
 
     def write(self, pcm16: bytes) -> None:
         if not pcm16:
@@ -68,6 +69,8 @@ class PlayoutBuffer:
             take = 0 if self._priming else min(n_samples, queued)
             data = self._take(take * 2) if take else b""
             if take:
+                if not self._had_audio:
+                    self.audible_since_s = self._clock()
                 self._blocks.append((self._out_pos, self._audio_total, take))
                 self._audio_total += take
                 self._had_audio, self._silence_since = True, 0

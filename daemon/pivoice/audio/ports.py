@@ -44,5 +44,8 @@ class Speaker(Protocol):
     def pending_samples(self) -> int:
         """Samples written but not yet played (queued plus the device buffer); 0 when idle."""
 
+    def audible_since_s(self) -> float | None:
+        """Monotonic time the audio thread began handing the current stretch to the device."""
+
     def close(self) -> None:
         """Idempotent."""
