@@ -1,7 +1,6 @@
 import pytest
 
 from support.fixtures_audio import make_speech_wav
-from support.pulse import pulse_rig  # noqa: F401  (session fixture, shared with other areas)
 
 SPEECH_TEXT = "Hello, what is the weather like today in Berlin?"
 SPEECH_LEAD_S = 1.0

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from support.fixtures_audio import make_speech_wav, read_wav
-from support.pulse import pulse_rig  # noqa: F401  (session fixture)
 from support.stack import offline_stack, running
 
 pytestmark = pytest.mark.integration

@@ -131,12 +131,14 @@ class Stack:
 
 
 @contextlib.contextmanager
-def offline_stack(work: Path, *dev_args: str, workers: int = 2) -> Iterator[Stack]:
-    """Dev server (Realtime stand-in) and token backend on loopback, with one registered device."""
+def offline_stack(work: Path, *dev_args: str, workers: int = 2, **policy) -> Iterator[Stack]:
+    """Dev server (Realtime stand-in) and token backend on loopback, with one registered device;
+    `policy` goes to the backend's config (e.g. default_expires_after_s=10)."""
     work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work / "token-server", ignore_errors=True)   # a fresh device registry each time
     with run_dev_server(work, *dev_args) as dev, \
-            run_token_server(work, dev.url, dev.api_key, devices=[DEVICE_ID], workers=workers) as tokens:
+            run_token_server(work, dev.url, dev.api_key, devices=[DEVICE_ID], workers=workers,
+                             **policy) as tokens:
         secret = tokens.device_secrets[DEVICE_ID]
         secret_file = work / "device-secret"
         secret_file.write_text(secret + "\n")
