@@ -96,7 +96,7 @@ class RealtimeConnection:
                 skip_utf8_validation=True)
         except websocket.WebSocketBadStatusException as exc:
             self._emit_closed(None, f"handshake refused with HTTP {exc.status_code}"
-                                    f"{_error_detail(exc.resp_body)}")
+                                    f"{error_detail(exc.resp_body)}")
             return
         except (websocket.WebSocketException, OSError) as exc:
             self._emit_closed(None, f"cannot connect to {_redact_url(self._url)}: {exc}")
@@ -166,7 +166,7 @@ def _parse_close(data: bytes) -> tuple[int | None, str]:
     return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
 
 
-def _error_detail(body: bytes | None) -> str:
+def error_detail(body: bytes | None) -> str:
     """The server's error code/message from a refused handshake, e.g. `: invalid_api_key (...)`."""
     try:
         err = json.loads(body or b"{}").get("error") or {}
