@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pivoice import messages as m
 from pivoice.audio import codec
+from pivoice.narration import error_note, note_for
 
 IDLE, CONNECTING, ACTIVE = "idle", "connecting", "active"
 # Before the socket opens we keep the audio; past this much we drop the oldest (the press was long ago).
@@ -42,8 +43,6 @@ class Controller:
         self._ids = itertools.count(1)
         self._reset()
 
-    # ---- public -----------------------------------------------------------------
-
     def handle(self, event: object, now_s: float) -> list:
         self.now_s = now_s
         handler = getattr(self, "_on_" + type(event).__name__, None)
@@ -58,8 +57,6 @@ class Controller:
             "user_speaking": self.user_speaking,
             "last_end_reason": self.last_end_reason,
         }
-
-    # ---- helpers ----------------------------------------------------------------
 
     def _reset(self) -> None:
         self.phase = IDLE
@@ -79,7 +76,6 @@ class Controller:
         self.reply_complete = False     # response.done arrived for the reply being played
         self.stop_reason: str | None = None
         self.user_speaking = False
-        self.dropped_ms = 0.0
         self.last_end_reason = getattr(self, "last_end_reason", None)
 
     def _event(self, type_: str, **fields) -> m.Send:
@@ -89,7 +85,7 @@ class Controller:
         actions: list = []
         if self.playing:
             actions.append(m.StopPlayback())
-        if self.phase == ACTIVE or self.phase == CONNECTING:
+        if self.phase != IDLE:
             actions.append(m.Disconnect(reason))
         actions += [m.CloseAudio(), m.Note("ended", f"conversation ended: {reason}", level)]
         self.last_end_reason = reason
@@ -117,7 +113,6 @@ class Controller:
 
     def _on_Press(self, ev: m.Press) -> list:
         if self.phase == IDLE:
-            self._reset()
             self.phase = CONNECTING
             self.started_s = self.last_activity_s = self.now_s
             # The key request goes first so the socket dials while the audio devices open.
@@ -182,8 +177,7 @@ class Controller:
         if self.phase != ACTIVE:
             return []
         if self.s.half_duplex and self.playing:
-            self.dropped_ms += ev.duration_ms
-            return []
+            return []   # muted: the mic would send the reply back to the server
         return [m.SendAudio(ev.payload)]
 
     def _on_SpeechStarted(self, ev: m.SpeechStarted) -> list:
@@ -257,16 +251,16 @@ class Controller:
         if kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"):
             self.last_activity_s = self.now_s
         if kind == "input_audio_buffer.speech_started" and self.playing and not self.s.half_duplex:
-            return [_note_for(kind, d)] + self._interrupt("voice")
+            return [note_for(kind, d)] + self._interrupt("voice")
         if kind == "response.created":
             self.response_id = (d.get("response") or {}).get("id")
         elif kind == "response.done":
             return self._on_response_done(d.get("response") or {})
         elif kind == "error":
-            return self._on_error(d.get("error") or {})
+            return [error_note(d.get("error") or {})]
         elif kind == "response.output_audio.done" and self.playing and d.get("response_id") not in self.cancelled:
             return [m.FinishReply()]
-        note = _note_for(kind, d)
+        note = note_for(kind, d)
         return [note] if note else []
 
     def _on_response_done(self, response: dict) -> list:
@@ -280,14 +274,6 @@ class Controller:
         if self.playing and self.drained:
             actions += self._reply_finished()
         return actions
-
-    def _on_error(self, err: dict) -> list:
-        code = err.get("code") or err.get("type") or "unknown"
-        # Barge-in races (cancel after the response ended, truncate of a finished item) are harmless.
-        harmless = code in ("response_cancel_not_active",) or (
-            err.get("event_id", "") and "truncate" in str(err.get("message", "")).lower())
-        level = "debug" if harmless else "warning"
-        return [m.Note("server_error", f"server error {code}: {err.get('message', '')}", level)]
 
     # ---- timers -------------------------------------------------------------------
 
@@ -311,20 +297,3 @@ class Controller:
     def _on_Shutdown(self, ev: m.Shutdown) -> list:
         return self._end("daemon stopping") if self.phase != IDLE else []
 
-
-# Server events that only show up in the log/timeline: type -> (note kind, text from the event).
-_NOTES = {
-    "session.updated": ("session", lambda d: "session configured"),
-    "input_audio_buffer.speech_started": ("speech_start", lambda d: f"server heard speech at {d.get('audio_start_ms')} ms"),
-    "input_audio_buffer.speech_stopped": ("speech_stop", lambda d: f"server heard speech stop at {d.get('audio_end_ms')} ms"),
-    "input_audio_buffer.committed": ("committed", lambda d: "user turn committed"),
-    "response.created": ("response", lambda d: "response started"),
-    "response.output_audio_transcript.done": ("assistant", lambda d: f"assistant: {d.get('transcript', '')}"),
-    "response.output_text.done": ("assistant", lambda d: f"assistant (text): {d.get('text', '')}"),
-    "conversation.item.input_audio_transcription.completed": ("user", lambda d: f"user: {d.get('transcript', '')}"),
-}
-
-
-def _note_for(kind: str, data: dict) -> m.Note | None:
-    entry = _NOTES.get(kind)
-    return m.Note(entry[0], entry[1](data)) if entry else None
