@@ -25,8 +25,32 @@ TICK_S = 0.1
 
 
 @dataclass(frozen=True)
-class _MicFrame:
-    pcm: bytes
+class _MicFrames:
+    frames: list[bytes]
+
+
+class _MicBatcher:
+    """Hands mic frames to the controller thread `batch` at a time. Thread: the mic's audio thread.
+
+    Each wakeup of the controller thread costs far more than the work it does per frame (cold
+    caches; measured ~100 us per wakeup against ~30 us of DSP), and with chunk_ms = 2 x frame_ms
+    every second frame only fills the uplink buffer. So frames travel in groups of
+    chunk_ms / frame_ms, which leaves the chunks' send times as they were. The first frame after
+    open goes alone: press -> first append waits for it.
+    """
+
+    def __init__(self, post: Callable[[object], None]) -> None:
+        self._post = post
+        self._frames: list[bytes] = []
+        self._sent_first = False
+        self.batch = 1
+
+    def __call__(self, pcm: bytes) -> None:
+        self._frames.append(pcm)
+        if len(self._frames) >= self.batch or not self._sent_first:
+            self._sent_first = True
+            frames, self._frames = self._frames, []
+            self._post(_MicFrames(frames))
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,7 @@ class Runtime:
                 next_tick = self._clock() + TICK_S
                 if not isinstance(event, m.Tick):
                     self._dispatch(m.Tick())
+                    self._after_dispatch()
             try:
                 self._route(event)
             except Exception:   # one bad event must not take the daemon down
@@ -117,12 +142,16 @@ class Runtime:
         self._close_audio()
 
     def _route(self, event: object) -> None:
-        if isinstance(event, _MicFrame):
+        if isinstance(event, _MicFrames):
             if self._uplink is None:
                 return
-            self.metrics.raw_capture_bytes += len(event.pcm)
-            for item in self._uplink.process(event.pcm):
+            self.metrics.raw_capture_bytes += sum(map(len, event.frames))
+            changed = False
+            for item in self._uplink.process_frames(event.frames):
                 self._dispatch(item)
+                changed = changed or not isinstance(item, m.Chunk)   # a chunk changes no status field
+            if changed:
+                self._after_dispatch()
             return
         if isinstance(event, _FromConnection):
             if event.generation != self._generation:
@@ -131,10 +160,13 @@ class Runtime:
         if isinstance(event, m.AudioDelta):
             self._delta_at_s = event.received_at_s or self._clock()
         self._dispatch(event)
+        self._after_dispatch()
 
     def _dispatch(self, event: object) -> None:
         for action in self.controller.handle(event, self._clock()):
             self._execute(action)
+
+    def _after_dispatch(self) -> None:
         self._status = self.controller.snapshot()
         if self._device_delta_at_s is not None:
             # the audio thread stamps the first sample some ms after we wrote it; pick it up when it has
@@ -195,8 +227,12 @@ class Runtime:
         self.metrics.conversations += 1
         self._audio_open = True
         try:
-            self._mic.open(lambda pcm: self.events.put(_MicFrame(pcm)))
+            batcher = _MicBatcher(self.events.put)
+            self._mic.open(batcher)
             self._uplink = self._uplink_factory(self._mic.sample_rate_hz)
+            chunk_ms, frame_ms = self._uplink.chunk_ms, self._uplink.frame_ms
+            if chunk_ms % frame_ms == 0:   # otherwise a group would hold a completed chunk back
+                batcher.batch = chunk_ms // frame_ms
             self._downlink.open(lambda: self.events.put(m.PlaybackDrained()))
             for item in self._uplink.open_now():   # the press means speech is coming: stream from now
                 self._dispatch(item)

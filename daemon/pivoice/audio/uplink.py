@@ -37,16 +37,29 @@ class Uplink:
         self.raw_bytes += len(frame)
         return self._run(self.gate.process(frame))
 
+    def process_frames(self, frames: list[bytes]) -> list[UplinkItem]:
+        """Several consecutive frames at once: same items as `process` on each in turn."""
+        gate_output: list[GateOutput] = []
+        for frame in frames:
+            self.raw_bytes += len(frame)
+            gate_output += self.gate.process(frame)
+        return self._run(gate_output)
+
     def open_now(self) -> list[UplinkItem]:
         """Start sending at once, before the gate hears speech (the button was pressed)."""
         return self._run(self.gate.open_now())
 
     def _run(self, gate_output: list[GateOutput]) -> list[UplinkItem]:
         out: list[UplinkItem] = []
+        audio: list[bytes] = []   # consecutive frames go through the resampler in one call (cheaper)
         for item in gate_output:
             if isinstance(item, Audio):
-                self._add(self._resampler.process(item.frame), out)
-            elif isinstance(item, SpeechStart):
+                audio.append(item.frame)
+                if self._first_of_stretch:   # it leaves at once, on its own
+                    self._add_audio(audio, out)
+                continue
+            self._add_audio(audio, out)
+            if isinstance(item, SpeechStart):
                 # a new stretch is not continuous with the last one: no filter tail across the gap
                 self._resampler.reset()
                 self._buf.clear()
@@ -58,7 +71,13 @@ class Uplink:
                     out.append(self._chunk(bytes(self._buf)))
                     self._buf.clear()
                 out.append(SpeechEnded(item.voiced))
+        self._add_audio(audio, out)
         return out
+
+    def _add_audio(self, frames: list[bytes], out: list[UplinkItem]) -> None:
+        if frames:
+            self._add(self._resampler.process(frames[0] if len(frames) == 1 else b"".join(frames)), out)
+            frames.clear()
 
     def reset(self) -> None:
         """Drop a half-sent stretch (conversation ended or the session was replaced)."""

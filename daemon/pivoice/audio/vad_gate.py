@@ -92,6 +92,10 @@ class VadGate:
 
     def is_voiced(self, frame: bytes) -> bool:
         """webrtcvad decision for one frame: majority of its 10/20/30 ms pieces."""
+        if self._resampler is None and not self._vad_buf and len(frame) == self._vad_frame_bytes:
+            # the usual case (16 kHz, 10/20/30 ms frames): one decision, no buffering
+            self._last_voiced = bool(self._vad.is_speech(frame, self._vad_rate_hz))
+            return self._last_voiced
         self._vad_buf += frame if self._resampler is None else self._resampler.process(frame)
         votes = []
         n = self._vad_frame_bytes
