@@ -127,10 +127,7 @@ class Registry:
             raise RegistryError("no free database connection")
         conn = None
         try:
-            with self._idle_lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                conn = self._d.connect()
+            conn = self._checkout()
             yield conn
         except self._d.broken_errors:
             # A dropped PostgreSQL connection: do not hand it to the next request.
@@ -143,6 +140,26 @@ class Registry:
                 with self._idle_lock:
                     self._idle.append(conn)
             self._slots.release()
+
+    def _checkout(self) -> Any:
+        """An idle connection that still works, else a new one.
+
+        After a PostgreSQL restart every pooled connection is dead but does not know it yet; without
+        this check each one would fail one request with 503 while the database is healthy again.
+        """
+        with self._idle_lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is not None and not self._d.is_sqlite:
+            try:
+                conn.execute("SELECT 1")
+            except self._d.broken_errors:
+                with self._idle_lock:   # its siblings died with it: drop them all
+                    stale, self._idle = [conn] + self._idle, []
+                for dead in stale:
+                    with contextlib.suppress(Exception):
+                        dead.close()
+                conn = None
+        return conn if conn is not None else self._d.connect()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Callable[..., Any]]:
