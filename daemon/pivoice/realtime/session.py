@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import struct
 import threading
 import time
 from typing import Callable
@@ -62,9 +64,16 @@ class RealtimeConnection:
         self._send_text(json.dumps(event, separators=(",", ":")))
 
     def send_audio(self, payload: bytes) -> None:
-        # Built by hand: this runs 25-50 times a second and json.dumps of a dict is the slow part.
-        self._send_text('{"type":"input_audio_buffer.append","audio":"'
-                        + base64.b64encode(payload).decode("ascii") + '"}')
+        # Runs 25 times a second: the JSON is built by hand and so is the frame (see _PrebuiltFrame).
+        ws = self._ws
+        if ws is None or self._closing.is_set():
+            return
+        body = b'{"type":"input_audio_buffer.append","audio":"' + base64.b64encode(payload) + b'"}'
+        try:
+            ws.send_frame(_PrebuiltFrame(body))
+            self.bytes_sent += len(body)
+        except (websocket.WebSocketException, OSError) as exc:
+            log.debug("send failed: %s", exc)
 
     def close(self) -> None:
         self._closing.set()
@@ -158,6 +167,31 @@ class RealtimeConnection:
 
     def _emit_closed(self, code: int | None, reason: str) -> None:
         self._on_event(m.SocketClosed(code, reason))
+
+
+class _PrebuiltFrame(websocket.ABNF):
+    """A masked client text frame built in one pass, for `WebSocket.send_frame`.
+
+    websocket-client's own path (create_frame, validation, header by chr(), mask) costs ~130 us
+    per 2.6 kB append on the dev VM right after a wakeup; this costs ~75 us. The mask key comes
+    from os.urandom like the library's default.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(fin=1, opcode=websocket.ABNF.OPCODE_TEXT, mask_value=1, data=body)
+
+    def format(self) -> bytes:
+        body = self.data
+        n = len(body)
+        if n < 126:
+            header = struct.pack("!BB", 0x81, 0x80 | n)
+        elif n < 1 << 16:
+            header = struct.pack("!BBH", 0x81, 0xFE, n)
+        else:
+            header = struct.pack("!BBQ", 0x81, 0xFF, n)
+        key = os.urandom(4)
+        mask = int.from_bytes(key * (n // 4) + key[:n % 4], "little")
+        return header + key + (int.from_bytes(body, "little") ^ mask).to_bytes(n, "little")
 
 
 def _parse_close(data: bytes) -> tuple[int | None, str]:
