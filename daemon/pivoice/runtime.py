@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from pivoice import messages as m
-from pivoice.controller import Controller
+from pivoice.controller import IDLE, Controller
 
 log = logging.getLogger(__name__)
 TICK_S = 0.1
@@ -124,8 +124,11 @@ class Runtime:
     def _run(self) -> None:
         next_tick = self._clock() + TICK_S
         while not self._stopped.is_set():
+            # Idle, no timer can fire: sleep until an event instead of waking 10 times a second
+            # (a device is idle most of the day).
+            idle = self.controller.phase == IDLE
             try:
-                event = self.events.get(timeout=max(0.0, next_tick - self._clock()))
+                event = self.events.get(timeout=None if idle else max(0.0, next_tick - self._clock()))
             except queue.Empty:
                 event = m.Tick()
             if self._clock() >= next_tick:

@@ -23,6 +23,7 @@ from support.pulse import PulseRig                  # noqa: E402
 from support.stack import offline_stack, running    # noqa: E402
 
 QUESTION = "Could you set a timer for the pasta, and remind me to check the oven in ten minutes?"
+IDLE_S = 10.0
 TARGETS = {"cpu_pct_per_audio_s": 0.5, "peak_rss_mib": 60, "press_to_first_append_ms": 50,
            "delta_to_speaker_ms": 40}
 
@@ -56,6 +57,9 @@ def run_mode(mode: str, work: Path, question: Path, runs: int, rig: PulseRig | N
                     config["audio"][key[0]][key[1]] = value
         with running(stack.daemon(config, env=env)) as daemon:
             pid = daemon.process.pid
+            idle_before = cpu_seconds(pid)
+            time.sleep(IDLE_S)
+            idle_pct = 100 * (cpu_seconds(pid) - idle_before) / IDLE_S
             cpu_s = audio_s = 0.0
             for _ in range(runs):
                 before_cpu, before = cpu_seconds(pid), daemon.status()["metrics"]["raw_capture_bytes"]
@@ -73,7 +77,7 @@ def run_mode(mode: str, work: Path, question: Path, runs: int, rig: PulseRig | N
             rss = peak_rss_mib(pid)
     sent, raw = metrics["wire_audio_bytes"], metrics["raw_capture_bytes"]
     return {
-        "mode": mode, "runs": runs, "audio_s": audio_s, "cpu_s": cpu_s,
+        "mode": mode, "runs": runs, "audio_s": audio_s, "cpu_s": cpu_s, "idle_cpu_pct": idle_pct,
         "cpu_pct_per_audio_s": 100 * cpu_s / audio_s,
         "peak_rss_mib": rss,
         "press_to_first_append_ms": statistics.median(metrics["press_to_first_append_ms"]),
@@ -92,6 +96,7 @@ def report(r: dict) -> None:
     print(f"\n== {r['mode']} devices: {r['runs']} conversations, {r['audio_s']:.1f} s of captured audio")
     print(f"  CPU                        {r['cpu_s']:.2f} s = {r['cpu_pct_per_audio_s']:.2f} % of one core "
           f"per second of audio (target <= 0.5 %: {mark('cpu_pct_per_audio_s')})")
+    print(f"  CPU while idle             {r['idle_cpu_pct']:.2f} % of one core (waiting for a press, {IDLE_S:.0f} s)")
     print(f"  peak RSS                   {r['peak_rss_mib']:.1f} MiB (target <= 60: {mark('peak_rss_mib')})")
     print(f"  press -> first append      median {r['press_to_first_append_ms']:.1f} ms, max "
           f"{r['press_to_first_append_max_ms']:.1f} ms (target <= 50: {mark('press_to_first_append_ms')})")
