@@ -38,8 +38,9 @@ ensure_venv() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   if [ ! -f "$stamp" ] || [ "$PIVOICE_ROOT/pyproject.toml" -nt "$stamp" ]; then
     say "installing pivoice and its Python dependencies into .venv"
-    "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-    "$VENV/bin/pip" install -q -e "$PIVOICE_ROOT[dev]"
+    # (this machine's pip config names local indexes that may be absent: drop those warnings)
+    "$VENV/bin/pip" install -q --upgrade pip 2>&1 >/dev/null | grep -v "is ignored: it is neither" >&2 || true
+    "$VENV/bin/pip" install -q -e "$PIVOICE_ROOT[dev]" 2> >(grep -v "is ignored: it is neither" >&2)
     touch "$stamp"
   fi
 }
