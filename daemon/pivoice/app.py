@@ -17,9 +17,8 @@ import threading
 import time
 
 from pivoice import messages as m
-from pivoice.config import WAV_PREFIX, Config, load
+from pivoice.config import WAV_PREFIX, Config, load_or_report
 from pivoice.controller import Controller, Settings
-from pivoice.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +72,16 @@ def build_uplink_factory(cfg: Config):
 def build_tokens(cfg: Config):
     from pivoice.tokens import TokenProvider, read_secret_file
     t = cfg.tokens
-    return TokenProvider(
-        t.backend_url, t.device_id, read_secret_file(t.secret_file), cfg.session.payload(), timeout_s=t.timeout_s,
-        refresh_margin_s=t.refresh_margin_s, ca_bundle=t.ca_bundle, allow_insecure_http=t.allow_insecure_http)
+    try:
+        secret = read_secret_file(t.secret_file)
+    except ValueError as exc:
+        raise ValueError(f"{cfg.file}: tokens.secret_file: {exc}") from None
+    try:
+        return TokenProvider(
+            t.backend_url, t.device_id, secret, cfg.session.payload(), timeout_s=t.timeout_s,
+            refresh_margin_s=t.refresh_margin_s, ca_bundle=t.ca_bundle, allow_insecure_http=t.allow_insecure_http)
+    except ValueError as exc:   # the URL rules (https off loopback) and the CA bundle file
+        raise ValueError(f"{cfg.file}: tokens: {exc}") from None
 
 
 def check_audio_devices(cfg: Config, portaudio) -> None:
@@ -178,10 +184,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", required=True, help="YAML config file (see config/pivoice.example.yaml)")
     parser.add_argument("--timeline", help="append one JSON line per conversation event to this file")
     args = parser.parse_args(argv)
-    try:
-        cfg = load(args.config)
-    except ConfigError as exc:
-        print(f"pivoice: config error: {exc}", file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return 2
     logging.basicConfig(level=cfg.log_level.upper(), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -244,15 +244,21 @@ def load(path: str | Path) -> Config:
     return parse(load_yaml_mapping(path), str(path))
 
 
+def load_or_report(path: str | Path) -> Config | None:
+    """For the commands: the config, or None after printing what is wrong and where."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        print(f"pivoice: config error: {exc}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str]) -> int:
     """`pivoice check-config FILE`: exit 0 and a summary if valid, 2 and the error otherwise."""
     parser = argparse.ArgumentParser(prog="pivoice check-config", description=main.__doc__)
     parser.add_argument("file")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load(args.file)
-    except ConfigError as exc:
-        print(f"pivoice: config error: {exc}", file=sys.stderr)
+    cfg = load_or_report(parser.parse_args(argv).file)
+    if cfg is None:
         return 2
     td = cfg.session.turn_detection
     print(f"{cfg.file}: ok (model {cfg.session.model}, input {cfg.audio.input.device}, "

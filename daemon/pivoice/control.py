@@ -124,13 +124,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     path = args.socket
     if path is None and args.config:
-        from pivoice.config import load
-        from pivoice.settings import ConfigError
-        try:
-            path = load(args.config).control.socket_path
-        except ConfigError as exc:
-            print(f"pivoice ctl: config error: {exc}", file=sys.stderr)
+        from pivoice.config import load_or_report   # only here: ctl needs no YAML otherwise
+        cfg = load_or_report(args.config)
+        if cfg is None:
             return 2
+        path = cfg.control.socket_path
     path = path or "/run/pivoice/control.sock"
     try:
         reply = request(path, args.cmd)

@@ -136,3 +136,26 @@ def test_a_refused_key_closes_with_the_http_status_and_server_code(tmp_path):
         assert isinstance(events.get(timeout=10), m.SocketOpened)
         first = events.get(timeout=10)
         assert isinstance(first, m.ServerEvent) and first.type == "session.created"
+
+
+@pytest.mark.parametrize("tokens,expected", [
+    ({"backend_url": "http://127.0.0.1:9", "secret_file": "{tmp}/missing"},
+     "tokens.secret_file: secret file {tmp}/missing: does not exist"),
+    ({"backend_url": "http://tokens.example.com", "secret_file": "{tmp}/secret"},
+     "tokens: token backend URL 'http://tokens.example.com:80': https is required"),
+])
+def test_start_up_errors_name_the_config_key(tmp_path, tokens, expected):
+    import subprocess
+    import sys
+    import yaml
+    (tmp_path / "secret").write_text("s3cret-value\n")
+    (tmp_path / "secret").chmod(0o600)
+    config = {"button": {"pin_factory": "mock"}, "control": {"socket_path": str(tmp_path / "ctl.sock")},
+              "tokens": {"device_id": "kitchen", **{k: v.format(tmp=tmp_path) for k, v in tokens.items()}}}
+    path = tmp_path / "pivoice.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "pivoice", "run", "--config", str(path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"cannot start: {path}: {expected.format(tmp=tmp_path)}" in result.stderr
+    assert "s3cret-value" not in result.stderr
