@@ -34,8 +34,7 @@ class Uplink:
         self.chunks = 0
 
     def process(self, frame: bytes) -> list[UplinkItem]:
-        self.raw_bytes += len(frame)
-        return self._run(self.gate.process(frame))
+        return self.process_frames([frame])
 
     def process_frames(self, frames: list[bytes]) -> list[UplinkItem]:
         """Several consecutive frames at once: same items as `process` on each in turn."""
