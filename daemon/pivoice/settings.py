@@ -29,19 +29,76 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last value silently, so a second `device:` further down a
+    file would quietly win over the one the user is looking at."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":   # `<<: *anchor` may be overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:   # an unhashable key: let PyYAML report it as it does
+                continue
+            if first is not None:
+                raise _DuplicateKey(key, first, key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, first, again):
+        self.key, self.first, self.again = key, first, again
+
+
+def _key_path(loader_doc: yaml.Node | None, mark) -> str:
+    """The dotted key path of the mapping that holds `mark`, for a duplicate-key error."""
+    path: list[str] = []
+    node = loader_doc
+    while isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if value_node.start_mark.index <= mark.index < value_node.end_mark.index:
+                path.append(str(key_node.value))
+                node = value_node
+                break
+        else:
+            break
+    return ".".join(path)
+
+
 def load_yaml_mapping(path: str | Path) -> dict:
     """Parse a YAML file whose top level must be a mapping."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(name, "", f"cannot read file: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(name, "", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line} "
+                                    f"(offset {exc.start}); save the file as UTF-8") from None
+    loader = _StrictLoader(text)
+    try:
+        doc = loader.get_single_node()
+        data = loader.construct_document(doc) if doc is not None else None
+    except _DuplicateKey as dup:
+        parent = _key_path(doc, dup.again)
+        where = f"{parent}.{dup.key}" if parent else str(dup.key)
+        raise ConfigError(name, where, f"given twice (lines {dup.first.line + 1} and {dup.again.line + 1}); "
+                                       "keep one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(name, "", f"invalid YAML: {where}{getattr(exc, 'problem', exc)}") from None
+    finally:
+        loader.dispose()
     if data is None:
         data = {}
     if not isinstance(data, dict):

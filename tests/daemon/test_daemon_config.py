@@ -119,7 +119,7 @@ def test_noise_reduction_null_turns_it_off_and_g711_formats(tmp_path):
 
 
 def test_check_config_cli(tmp_path, capsys):
-    assert config.main([str(EXAMPLE)]) == 0
+    assert config.main(["--file-only", str(EXAMPLE)]) == 0   # the secret: tests/doctor/test_doctor_config.py
     assert "ok" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(with_("audio.input.frame_ms", 7)))
@@ -133,3 +133,34 @@ def test_session_payload_validates_against_the_sdk_session_type():
     payload = config.load(EXAMPLE).session.payload()
     model = TypeAdapter(sdk.RealtimeSessionCreateRequest).validate_python(payload, strict=True)
     assert model.audio.input.noise_reduction.type == "far_field"
+
+
+@pytest.mark.parametrize("text,where,reason", [
+    (b"tokens:\n  device_id: a\n  device_id: b\n", "tokens.device_id", "given twice (lines 2 and 3)"),
+    (b"logging: {level: info}\nlogging: {level: debug}\n", "logging", "given twice (lines 1 and 2)"),
+    (b"audio:\n  input:\n    frame_ms: 20\n    device: a\n    frame_ms: 30\n", "audio.input.frame_ms",
+     "given twice (lines 3 and 5)"),
+])
+def test_a_key_given_twice_is_refused_with_its_path_and_lines(tmp_path, text, where, reason):
+    path = tmp_path / "pivoice.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert err.value.key_path == where
+    assert reason in err.value.reason
+
+
+def test_a_yaml_merge_key_may_still_be_overridden(tmp_path):
+    path = tmp_path / "pivoice.yaml"
+    from pivoice.settings import load_yaml_mapping
+    path.write_text("base: &base {a: 1, b: 2}\nother:\n  <<: *base\n  b: 3\n")
+    assert load_yaml_mapping(path)["other"] == {"a": 1, "b": 3}
+
+
+def test_a_file_that_is_not_utf8_is_one_clear_line(tmp_path, capsys):
+    path = tmp_path / "pivoice.yaml"
+    path.write_bytes(b"tokens:\n  device_id: caf\xe9\n")
+    assert config.main([str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert f"{path}: not UTF-8 text: byte 0xe9 at line 2" in err
