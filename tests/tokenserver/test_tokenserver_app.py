@@ -104,13 +104,27 @@ def test_revoked_device_is_refused_at_once(env):
     (b"{not json", "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
     (b"[1, 2]", "must be a JSON object"), (b'{"session": 3}', "session must be a JSON object"),
     (b'{"sesion": {}}', "unknown field 'sesion'"), (b'{"expires_after": {"seconds": 5}}', "expires_after.seconds"),
-    (b'{"expires_after": {"seconds": NaN}}', "NaN"), (b"[" * 60000, "not valid JSON"), (b"[" * 70000, "larger than 65536 bytes"),
+    (b'{"expires_after": {"seconds": NaN}}', "NaN"), (b"[" * 60000, "not valid JSON")
 ])
 def test_invalid_request(env, raw, where):
     app, _, upstream = env
     r = call(app, raw=raw)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
     assert where in r.json()["error"]["message"] and upstream.bodies == []
+
+
+def test_an_oversized_body_is_413_whether_declared_or_streamed(env):
+    app, _, upstream = env
+    declared = call(app, raw=b"[" * 70000)
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "body_too_large"
+    assert "Content-Length 70000" in declared.json()["error"]["message"]
+
+    async def chunks():   # no Content-Length: the limit must hold on the counted read
+        for _ in range(100):
+            yield b" " * 4096
+    streamed = call(app, raw=chunks())
+    assert streamed.status_code == 413 and "larger than 65536 bytes" in streamed.json()["error"]["message"]
+    assert upstream.bodies == []
 
 
 @pytest.mark.parametrize("body, field", [

@@ -172,3 +172,52 @@ def test_tls_served_by_uvicorn(dev, tmp_path):
         assert r.status_code == 200 and r.json()["value"].startswith("ek_")
         with pytest.raises(httpx.HTTPError):
             httpx.post(f"http://127.0.0.1:{ts.port}{MINT}", auth=("kitchen", "x"), timeout=5)
+
+
+def _raw_post(port, headers: dict, first: bytes):
+    import socket
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock.sendall(f"POST {MINT} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode() + first)
+    return sock
+
+
+def test_a_huge_streamed_body_is_cut_off_early_and_a_vanished_client_is_one_quiet_line(dev, tmp_path):
+    import base64
+    with run_token_server(tmp_path, dev.url, API_KEY, devices=["kitchen"], workers=1) as ts:
+        auth = "Basic " + base64.b64encode(f"kitchen:{ts.device_secrets['kitchen']}".encode()).decode()
+        # chunked, so no Content-Length gives the size away: the server must count as it reads
+        sock = _raw_post(ts.port, {"Authorization": auth, "Transfer-Encoding": "chunked"}, b"")
+        chunk = b"%x\r\n" % 65536 + b" " * 65536 + b"\r\n"
+        sent = 0
+        reply = b""
+        sock.settimeout(0.05)
+        try:
+            while sent < 300 * 2**20 and not reply:   # stop at 300 MiB: the server must answer far earlier
+                try:
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+                except OSError:
+                    break
+                try:
+                    reply = sock.recv(4096)
+                except TimeoutError:
+                    pass
+            sock.settimeout(5)
+            reply = reply or sock.recv(4096)
+        finally:
+            sock.close()
+        assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+        assert sent < 8 * 2**20, f"the server let {sent} bytes in before refusing"
+
+        # a client that goes away mid-body
+        sock = _raw_post(ts.port, {"Authorization": auth, "Content-Length": "1000"}, b'{"session": ')
+        time.sleep(0.3)
+        sock.close()
+        deadline = time.monotonic() + 5
+        while "outcome=client_disconnected" not in ts.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = ts.log_text()
+        assert "outcome=client_disconnected status=499" in log
+        assert "Traceback" not in log and "ClientDisconnect" not in log and " ERROR " not in log
+        assert mint(ts, "kitchen").status_code == 200   # the worker is fine
