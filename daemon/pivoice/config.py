@@ -254,14 +254,30 @@ def load_or_report(path: str | Path) -> Config | None:
 
 
 def main(argv: list[str]) -> int:
-    """`pivoice check-config FILE`: exit 0 and a summary if valid, 2 and the error otherwise."""
+    """`pivoice check-config FILE`: what `pivoice run` validates before it starts (the file, the device
+    secret or its systemd credential source, the backend URL and CA bundle). Exit 0 and a summary if
+    runnable, 2 and the error otherwise."""
+    from pivoice import preflight
     parser = argparse.ArgumentParser(prog="pivoice check-config", description=main.__doc__)
     parser.add_argument("file")
-    cfg = load_or_report(parser.parse_args(argv).file)
-    if cfg is None:
+    parser.add_argument("--unit-file", help="unit file to read LoadCredential= from when tokens.secret_file is "
+                                            "a systemd credential (default: `systemctl cat UNIT`)")
+    parser.add_argument("--file-only", action="store_true",
+                        help="check the file alone, not the secret (e.g. on a machine that is not the Pi)")
+    args = parser.parse_args(argv)
+    try:
+        if args.file_only:
+            cfg, notes = load(args.file), []
+        else:
+            runnable = preflight.check_runnable(args.file, unit_file=args.unit_file)
+            cfg, notes = runnable.cfg, runnable.notes
+    except ConfigError as exc:
+        print(f"pivoice: config error: {exc}", file=sys.stderr)
         return 2
     td = cfg.session.turn_detection
     print(f"{cfg.file}: ok (model {cfg.session.model}, input {cfg.audio.input.device}, "
           f"output {cfg.audio.output.device}, turn detection {td.type if td else 'manual'}, "
           f"backend {cfg.tokens.backend_url})")
+    for note in notes:
+        print(f"  note: {note}")
     return 0
