@@ -30,7 +30,10 @@ def make_pin_factory(name: str | None):
     group = entry_points(group="gpiozero_pin_factories")
     for ep in group:
         if ep.name.lower() == name.lower():
-            return ep.load()()
+            try:
+                return ep.load()()
+            except Exception as exc:   # e.g. lgpio off a Pi: "unable to locate Pi revision", no /dev/gpiochip0
+                raise ButtonError(f"button.pin_factory {name!r}: gpiozero cannot use it here: {exc}") from None
     known = ", ".join(sorted(ep.name for ep in group))
     raise ButtonError(f"button.pin_factory: unknown gpiozero pin factory {name!r} (known: {known})")
 

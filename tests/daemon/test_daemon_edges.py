@@ -54,6 +54,12 @@ def test_bad_pin_and_unknown_factory_are_named(factory):
     assert isinstance(make_pin_factory("mock"), MockFactory)
 
 
+def test_a_factory_that_cannot_start_here_names_the_key():
+    # `native` needs a Pi's board revision, which this machine (not a Pi) does not have
+    with pytest.raises(ButtonError, match=r"button.pin_factory 'native': gpiozero cannot use it here: .*revision"):
+        make_pin_factory("native")
+
+
 @pytest.fixture
 def server(tmp_path):
     presses = []
