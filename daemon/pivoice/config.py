@@ -73,6 +73,7 @@ class AudioConfig:
 class RealtimeConfig:
     url: str
     connect_timeout_s: float
+    reply_stall_s: float = 10.0   # a reply in flight with no server event for this long has stalled
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,8 @@ def parse(data: dict, file: str) -> Config:
     url = rt.str("url", "wss://api.openai.com/v1/realtime")
     if not url.startswith(("ws://", "wss://")):
         raise rt.error("url", f"must start with wss:// (or ws:// for a local server); got {url!r}")
-    realtime = RealtimeConfig(url=url, connect_timeout_s=rt.float("connect_timeout_s", 10.0, min=0.5, max=120))
+    realtime = RealtimeConfig(url=url, connect_timeout_s=rt.float("connect_timeout_s", 10.0, min=0.5, max=120),
+                              reply_stall_s=rt.float("reply_stall_s", 10.0, min=1, max=600))
     rt.done()
 
     tokens = _read_tokens(root.section("tokens", required=True))

@@ -47,13 +47,17 @@ class SocketOpened:
 
 @dataclass(frozen=True)
 class SocketClosed:
+    """The session socket is gone: `code` from the server's close frame, None when the link was lost
+    (or never opened); `reason` says what happened. The last event a connection ever sends."""
+
     code: int | None
     reason: str
 
 
 @dataclass(frozen=True)
 class ServerEvent:
-    """Any server event except audio deltas, as the parsed JSON object."""
+    """Any server event except audio deltas. Built by `realtime.events.FrameParser`: `data` holds the
+    type and only the fields the daemon reads, each checked (absent/None, or of the right type)."""
 
     data: dict = field(repr=False)
 

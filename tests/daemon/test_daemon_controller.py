@@ -40,8 +40,9 @@ def run(ctrl, steps):
 
 def active(settings=BASE):
     ctrl = Controller(settings)
-    run(ctrl, [(0.0, m.Press()), (0.01, m.TokenReady(KEY)), (0.02, m.SocketOpened())])
-    assert ctrl.phase == ACTIVE
+    run(ctrl, [(0.0, m.Press()), (0.01, m.TokenReady(KEY)), (0.02, m.SocketOpened()),
+               (0.03, m.ServerEvent({"type": "session.created"}))])
+    assert ctrl.phase == ACTIVE and ctrl.acknowledged
     return ctrl
 
 
@@ -250,7 +251,24 @@ def test_server_close_and_error_events():
     assert ctrl.handle(race, 1.1)[0].level == "debug"
     actions = ctrl.handle(m.SocketClosed(1001, "Your session hit the maximum duration of 60 minutes."), 2.0)
     assert ("Note", "ended") in kinds(actions) and ctrl.phase == IDLE
-    assert "1001" in ctrl.last_end_reason
+    assert ctrl.last_end_reason == ("server closed the session (1001 going away): "
+                                    "Your session hit the maximum duration of 60 minutes.")
+    # an abnormal end is a WARNING (1001 is not an ERROR), with its code in the snapshot
+    assert actions[-1].level == "warning" and ctrl.snapshot()["last_end_code"] == "server_closed"
+
+
+def test_a_lost_link_is_a_warning_not_the_server_closing():
+    ctrl = active()
+    actions = ctrl.handle(m.SocketClosed(None, "connection lost: [Errno 104] Connection reset by peer"), 2.0)
+    assert actions[-1].level == "warning" and ctrl.last_end_code == "link_lost"
+    assert "server closed" not in ctrl.last_end_reason
+
+
+def test_user_and_idle_ends_are_info():
+    ctrl = active()
+    assert ctrl.handle(m.Press(), 1.0)[-1].level == "info" and ctrl.last_end_code == "user"
+    ctrl = active()
+    assert ctrl.handle(m.Tick(), 10.1)[-1].level == "info" and ctrl.last_end_code == "idle"
 
 
 def test_unknown_server_events_are_ignored():

@@ -1,8 +1,10 @@
 """One WebSocket connection to a Realtime session (GA interface), on websocket-client.
 
 `RealtimeConnector.connect(key, on_event)` returns a `RealtimeConnection` whose
-own reader thread dials, then turns every frame into a controller event and
-hands it to `on_event` (which only enqueues). `send()` / `send_audio()` are
+own reader thread dials, then turns every frame into a controller event
+(`events.FrameParser`, shared with the scripted peer in `scripted.py`) and hands
+it to `on_event` (which only enqueues). Whatever ends the reader, the last
+event it hands over is one `SocketClosed`. `send()` / `send_audio()` are
 called from the controller thread; websocket-client serialises frame writes
 with its own lock, so they are safe while the reader thread runs.
 """
@@ -22,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import websocket
 
 from pivoice import messages as m
+from pivoice.realtime.events import MAX_TEXT_CHARS, FrameParser
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +58,17 @@ class RealtimeConnection:
         self._ws: websocket.WebSocket | None = None
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="realtime-ws", daemon=True)
+        self._parser = FrameParser()
+        self._reported_close = False   # the controller has had its SocketClosed
         self.bytes_sent = 0
 
     def start(self) -> None:
         self._thread.start()
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait for the reader thread to end (after a close); True if it has."""
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
     def send(self, event: dict) -> None:
         self._send_text(json.dumps(event, separators=(",", ":")))
@@ -96,6 +106,19 @@ class RealtimeConnection:
             log.debug("send failed: %s", exc)
 
     def _run(self) -> None:
+        # Whatever happens in here, the controller hears that the socket is gone: a reader that
+        # died quietly would leave the conversation waiting for events that never come.
+        reason = "the daemon's Realtime reader stopped"
+        try:
+            self._dial_and_read()
+        except Exception as exc:   # a bug: end the conversation with a reason, not the thread silently
+            log.error("Realtime reader failed", exc_info=True)
+            reason = f"the daemon's Realtime reader failed ({type(exc).__name__})"
+        finally:
+            if not self._reported_close:
+                self._emit_closed(None, reason)
+
+    def _dial_and_read(self) -> None:
         try:
             ws = self._create_connection(
                 self._url, header=[f"Authorization: Bearer {self._bearer}"],
@@ -104,14 +127,14 @@ class RealtimeConnection:
                 # busy time in profiles); json.loads rejects invalid UTF-8 anyway
                 skip_utf8_validation=True)
         except websocket.WebSocketBadStatusException as exc:
-            self._emit_closed(None, f"handshake refused with HTTP {exc.status_code}"
-                                    f"{error_detail(exc.resp_body)}")
+            self._emit_closed(None, handshake_refused(exc.status_code, exc.resp_body))
             return
         except (websocket.WebSocketException, OSError) as exc:
             self._emit_closed(None, f"cannot connect to {_redact_url(self._url)}: {exc}")
             return
         self._ws = ws
         if self._closing.is_set():
+            self._reported_close = True   # the daemon dropped us while dialling: nobody is listening
             ws.close()
             return
         ws.settimeout(PING_INTERVAL_S)
@@ -138,34 +161,19 @@ class RealtimeConnection:
                 self._emit_closed(1000 if self._closing.is_set() else None, reason)
                 return
             last_rx = time.monotonic()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                code, reason = _parse_close(frame.data)
-                self._emit_closed(code, reason)
-                return
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                self._dispatch(frame.data)
-
-    def _dispatch(self, raw: bytes) -> None:
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            log.warning("server sent a frame that is not JSON (%d bytes); ignored", len(raw))
-            return
-        if not isinstance(data, dict):
-            log.warning("server sent a JSON %s instead of an event object; ignored", type(data).__name__)
-            return
-        if data.get("type") == "response.output_audio.delta":
             try:
-                payload = base64.b64decode(data.get("delta") or "", validate=True)
-            except (ValueError, TypeError):
-                log.warning("audio delta with invalid base64 dropped (response %s)", data.get("response_id"))
+                event = self._parser.parse(opcode, frame.data)
+            except Exception as exc:   # the parser is meant to be total; if not, lose one event, not the link
+                log.warning("server frame dropped: the daemon could not read it (%s)", type(exc).__name__)
+                continue
+            if isinstance(event, m.SocketClosed):
+                self._emit_closed(event.code, event.reason)
                 return
-            self._on_event(m.AudioDelta(str(data.get("response_id", "")), str(data.get("item_id", "")),
-                                        int(data.get("content_index") or 0), payload, time.monotonic()))
-            return
-        self._on_event(m.ServerEvent(data))
+            if event is not None:
+                self._on_event(event)
 
     def _emit_closed(self, code: int | None, reason: str) -> None:
+        self._reported_close = True
         self._on_event(m.SocketClosed(code, reason))
 
 
@@ -194,20 +202,25 @@ class _PrebuiltFrame(websocket.ABNF):
         return header + key + (int.from_bytes(body, "little") ^ mask).to_bytes(n, "little")
 
 
-def _parse_close(data: bytes) -> tuple[int | None, str]:
-    if len(data) < 2:
-        return None, ""
-    return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
-
-
 def error_detail(body: bytes | None) -> str:
-    """The server's error code/message from a refused handshake, e.g. `: invalid_api_key (...)`."""
+    """The server's error code/message from a refused handshake, e.g. `: invalid_api_key (...)`;
+    "" when the body is not an OpenAI error object."""
     try:
-        err = json.loads(body or b"{}").get("error") or {}
-    except (ValueError, AttributeError):
+        doc = json.loads(body or b"{}")
+    except (ValueError, RecursionError):
+        return ""
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(err, dict):
         return ""
     code, message = err.get("code"), err.get("message")
+    code = code if isinstance(code, str) else None
+    message = message[:MAX_TEXT_CHARS] if isinstance(message, str) else None
     return f": {code or 'error'} ({message})" if (code or message) else ""
+
+
+def handshake_refused(status: int, body: bytes | None) -> str:
+    """The SocketClosed reason for an HTTP answer instead of the WebSocket upgrade."""
+    return f"handshake refused with HTTP {status}{error_detail(body)}"
 
 
 class RealtimeConnector:

@@ -1,0 +1,147 @@
+"""The edge parser: every field the daemon reads is checked; a bad event is one WARNING, never a crash."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import pytest
+
+from pivoice import messages as m
+from pivoice.realtime.events import OPCODE_BINARY, OPCODE_CLOSE, OPCODE_TEXT, FrameParser, parse_close
+
+DELTA = {"type": "response.output_audio.delta", "response_id": "resp_1", "item_id": "item_1",
+         "output_index": 0, "content_index": 0, "delta": base64.b64encode(b"\x01\x00" * 8).decode()}
+
+
+def parse(event, opcode=OPCODE_TEXT):
+    data = event if isinstance(event, bytes) else json.dumps(event).encode()
+    return FrameParser(clock=lambda: 7.0).parse(opcode, data)
+
+
+def warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_good_events_become_clean_controller_events():
+    delta = parse(DELTA)
+    assert delta == m.AudioDelta("resp_1", "item_1", 0, b"\x01\x00" * 8) and delta.received_at_s == 7.0
+    done = parse({"type": "response.done", "event_id": "e", "response": {
+        "id": "resp_1", "status": "completed", "output": [{"big": "x" * 1000}], "usage": {"output_tokens": 12}}})
+    assert done.data == {"type": "response.done", "response": {"id": "resp_1", "status": "completed",
+                                                                "usage": {"output_tokens": 12}}}
+    # optional fields may be absent; unknown types pass as bare events (progress on the reply)
+    assert parse({"type": "response.done", "response": {}}).data["response"]["id"] is None
+    assert parse({"type": "rate_limits.updated", "rate_limits": "whatever"}).data == {"type": "rate_limits.updated"}
+    assert parse({"type": "session.created", "session": 5}).data == {"type": "session.created"}
+
+
+@pytest.mark.parametrize("event,kind,field", [
+    # the issue's four: content_index as a word, and objects given as strings
+    ({**DELTA, "content_index": "zero"}, "response.output_audio.delta", "content_index"),
+    ({"type": "response.created", "response": "x"}, "response.created", "response"),
+    ({"type": "error", "error": "x"}, "error", "error"),
+    ({"type": "error", "error": None}, "error", "error"),
+    # and the rest of what the daemon reads
+    ({**DELTA, "content_index": True}, "response.output_audio.delta", "content_index"),
+    ({**DELTA, "content_index": -1}, "response.output_audio.delta", "content_index"),
+    ({**DELTA, "content_index": 1.5}, "response.output_audio.delta", "content_index"),
+    ({**DELTA, "content_index": 10 ** 30}, "response.output_audio.delta", "content_index"),
+    ({**DELTA, "delta": "!!not base64!!"}, "response.output_audio.delta", "delta"),
+    ({**DELTA, "delta": 12}, "response.output_audio.delta", "delta"),
+    ({**DELTA, "response_id": 5}, "response.output_audio.delta", "response_id"),
+    ({**DELTA, "item_id": None}, "response.output_audio.delta", "item_id"),
+    ({k: v for k, v in DELTA.items() if k != "item_id"}, "response.output_audio.delta", "item_id"),
+    ({"type": "response.created", "response": {"id": ["r"]}}, "response.created", "response.id"),
+    ({"type": "response.created"}, "response.created", "response"),
+    ({"type": "response.done", "response": {"id": "r", "usage": "lots"}}, "response.done", "response.usage"),
+    ({"type": "response.done", "response": {"id": "r", "usage": {"output_tokens": "9"}}}, "response.done",
+     "response.usage.output_tokens"),
+    ({"type": "response.done", "response": {"id": "r", "status": {}}}, "response.done", "response.status"),
+    ({"type": "response.output_audio.done", "response_id": {"id": 1}}, "response.output_audio.done", "response_id"),
+    ({"type": "error", "error": {"code": 401}}, "error", "error.code"),
+    ({"type": "error", "error": {"message": ["m"]}}, "error", "error.message"),
+    ({"type": "input_audio_buffer.speech_started", "audio_start_ms": "soon"}, "input_audio_buffer.speech_started",
+     "audio_start_ms"),
+    ({"type": "response.output_audio_transcript.done", "transcript": 42}, "response.output_audio_transcript.done",
+     "transcript"),
+])
+def test_bad_field_drops_the_event_with_one_warning_naming_type_and_field(event, kind, field, caplog):
+    caplog.set_level(logging.DEBUG, logger="pivoice.realtime.events")
+    assert parse(event) is None
+    lines = warnings(caplog)
+    assert len(lines) == 1 and lines[0].startswith(f"server event {kind} dropped: {field} "), lines
+
+
+def test_error_null_is_not_server_error_unknown(caplog):
+    caplog.set_level(logging.DEBUG)
+    assert parse({"type": "error", "error": None}) is None
+    assert "unknown" not in caplog.text and "dropped: error must be an object" in caplog.text
+
+
+def test_payloads_never_reach_the_log(caplog):
+    caplog.set_level(logging.DEBUG)
+    parse({"type": "response.output_audio_transcript.done", "transcript": {"secret": "my pin is 4711"}})
+    parse({**DELTA, "delta": "c2VjcmV0IDQ3MTE=!", "content_index": 0})
+    parse(b'{"type": "x", "oops": "my pin is 4711"')
+    assert "4711" not in caplog.text and "c2VjcmV0" not in caplog.text
+
+
+@pytest.mark.parametrize("opcode,data,label", [
+    (OPCODE_TEXT, b"not json at all", "(not JSON)"),
+    (OPCODE_TEXT, b'{"type": "response.created", "response": {"id": "r"', "(not JSON)"),
+    (OPCODE_TEXT, b"\xff\xfe{}", "(not JSON)"),                      # not UTF-8
+    (OPCODE_TEXT, b"[" * 200_000 + b"]" * 200_000, "(not JSON)"),    # deep nesting: RecursionError
+    (OPCODE_TEXT, b"1" * 5000, "(not JSON)"),                        # an int past Python's digit limit
+    (OPCODE_TEXT, b'["type", "error"]', "(not an object)"),
+    (OPCODE_TEXT, b"null", "(not an object)"),
+    (OPCODE_TEXT, b'{"type": 7}', "(no type)"),
+    (OPCODE_TEXT, b'{"type": ""}', "(no type)"),
+    (OPCODE_TEXT, b'{"delta": "AAAA"}', "(no type)"),
+    (OPCODE_BINARY, b"\x00\x01\x02", "(binary frame)"),
+])
+def test_frames_that_are_not_events_are_dropped_with_a_warning(opcode, data, label, caplog):
+    caplog.set_level(logging.WARNING)
+    assert FrameParser().parse(opcode, data) is None
+    assert [line.split(" dropped")[0] for line in warnings(caplog)] == [f"server event {label}"]
+
+
+def test_control_frames_carry_nothing_for_the_controller():
+    # a pong proves the link, not progress on a reply: it never reaches the controller
+    assert FrameParser().parse(0xA, b"") is None and FrameParser().parse(0x9, b"x") is None
+
+
+def test_repeated_faults_warn_once_per_type_and_field_then_debug(caplog):
+    caplog.set_level(logging.DEBUG, logger="pivoice.realtime.events")
+    parser = FrameParser()
+    bad = json.dumps({**DELTA, "content_index": "zero"}).encode()
+    for _ in range(50):
+        assert parser.parse(OPCODE_TEXT, bad) is None
+    parser.parse(OPCODE_TEXT, json.dumps({**DELTA, "delta": 3}).encode())
+    assert len(warnings(caplog)) == 2 and parser.dropped == 51
+    assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 49
+
+
+def test_strange_types_are_printed_as_one_short_line(caplog):
+    caplog.set_level(logging.WARNING)
+    FrameParser().parse(OPCODE_TEXT, json.dumps({"type": "response.created\n" + "x" * 200}).encode())
+    FrameParser().parse(OPCODE_TEXT, json.dumps({"type": "error\nforged line", "error": 1}).encode())
+    assert all("\n" not in line and len(line) < 200 for line in warnings(caplog))
+
+
+def test_long_texts_are_shortened_for_the_log():
+    event = parse({"type": "response.output_audio_transcript.done", "transcript": "la " * 10_000})
+    assert len(event.data["transcript"]) <= 2003
+
+
+@pytest.mark.parametrize("payload,expected", [
+    (b"\x03\xe9going away", m.SocketClosed(1001, "going away")),
+    (b"\x03\xe8", m.SocketClosed(1000, "")),
+    (b"", m.SocketClosed(1005, "")),
+    (b"\x0f", m.SocketClosed(1005, "")),
+    (b"\x0f\xa0\xff\xfe", m.SocketClosed(4000, "\ufffd\ufffd")),
+])
+def test_close_frames(payload, expected):
+    assert parse_close(payload) == expected
+    assert FrameParser().parse(OPCODE_CLOSE, payload) == expected
