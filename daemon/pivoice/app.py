@@ -2,7 +2,8 @@
 
 The only module that names concrete classes: it reads the config, builds every
 edge (mic, speaker, button, control socket, token client, Realtime connector),
-hands them to the runtime through constructors, and runs until SIGTERM/SIGINT.
+hands them to the runtime through constructors, and runs until SIGTERM/SIGINT
+(SIGHUP reloads the config: see reload.py).
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 
 from pivoice import messages as m
 from pivoice.config import WAV_PREFIX, Config, load_or_report
+from pivoice.config import load as load_config
 from pivoice.controller import Controller, Settings
+from pivoice.reload import Service, block_signals
+from pivoice.sdnotify import Notifier, SystemdNotifier, watchdog_interval_s
 
 log = logging.getLogger(__name__)
+TEST_HOOKS_ENV = "PIVOICE_TEST_HOOKS"
 
 
 def controller_settings(cfg: Config) -> Settings:
@@ -34,6 +38,7 @@ def controller_settings(cfg: Config) -> Settings:
         idle_timeout_s=cfg.conversation.idle_timeout_s,
         max_duration_s=cfg.conversation.max_duration_s,
         connect_timeout_s=cfg.realtime.connect_timeout_s,
+        reply_stall_s=cfg.realtime.reply_stall_s,
     )
 
 
@@ -100,48 +105,79 @@ def check_audio_devices(cfg: Config, portaudio) -> None:
 
 
 class Daemon:
-    """Everything `pivoice run` starts, wired together. Built and stopped on the main thread."""
+    """Everything `pivoice run` starts, wired together. Built, started and stopped on the main thread.
 
-    def __init__(self, cfg: Config, *, runtime, tokens, button_factory, control_factory, prepare=None):
+    Started in two halves so a reload can swap daemons: the core (token provider, controller
+    thread) and the edges (control socket, button), which post through the service's switchboard.
+    """
+
+    def __init__(self, cfg: Config, *, runtime, tokens, button_factory, control_factory, prepare=None,
+                 pin_factory=None, test_hooks: bool = False):
         self.cfg = cfg
         self._prepare = prepare
         self.runtime = runtime
         self.tokens = tokens
         self._button_factory = button_factory
         self._control_factory = control_factory
+        self._pin_factory = pin_factory
+        self._test_hooks = test_hooks
         self.button = None
         self.control = None
 
-    def start(self) -> None:
-        post = self.runtime.post
+    def start_core(self) -> None:
+        logging.getLogger().setLevel(self.cfg.log_level.upper())
         if self._prepare is not None:
             self._prepare()
         self.tokens.start()
         self.runtime.start()
+
+    def start_edges(self, post, get_status) -> None:
+        extra = {"debug-freeze": self.runtime.debug_freeze} if self._test_hooks else None
         self.control = self._control_factory(
             on_press=lambda: post(m.Press("ctl")), on_release=lambda: post(m.Release("ctl")),
-            get_status=self.runtime.status)
+            get_status=get_status, extra_commands=extra)
         self.control.start()
         self.button = self._button_factory(on_press=lambda: post(m.Press("button")),
                                            on_release=lambda: post(m.Release("button")))
 
-    def stop(self) -> None:
-        if self.button is not None:
-            self.button.close()
-        if self.control is not None:
-            self.control.close()
+    def stop_edges(self) -> None:
+        button, self.button = self.button, None
+        control, self.control = self.control, None
+        if button is not None:
+            button.close()
+        if control is not None:
+            control.close()
+        self.discard()
+
+    def stop_core(self) -> None:
         self.runtime.stop()
         self.tokens.stop()
 
+    def stop(self) -> None:
+        self.stop_edges()
+        self.stop_core()
 
-def build(cfg: Config, on_note=None) -> Daemon:
+    def discard(self) -> None:
+        """Release what building took (the pin factory may hold the GPIO chip open)."""
+        factory, self._pin_factory = self._pin_factory, None
+        if factory is not None:
+            factory.close()
+
+
+def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchdog_interval_s: float | None = None,
+          test_hooks: bool = False) -> Daemon:
     from pivoice.audio.devices import PortAudioHost
     from pivoice.audio.downlink import Downlink
-    from pivoice.button import GpioButton, make_pin_factory
+    from pivoice.button import ButtonError, GpioButton, make_pin_factory
     from pivoice.control import ControlServer
     from pivoice.realtime.session import RealtimeConnector
     from pivoice.runtime import Runtime
 
+    b = cfg.button
+    try:
+        factory = make_pin_factory(b.pin_factory)
+    except ButtonError as exc:
+        raise ValueError(f"{cfg.file}: {exc}") from None
     tokens = build_tokens(cfg)
     portaudio = PortAudioHost()   # initialised on first use, so WAV-only setups never load PortAudio
     runtime = Runtime(
@@ -152,10 +188,8 @@ def build(cfg: Config, on_note=None) -> Daemon:
         tokens=tokens,
         connector=RealtimeConnector(cfg.realtime.url, cfg.session.model,
                                     connect_timeout_s=cfg.realtime.connect_timeout_s),
-        on_note=on_note,
+        on_note=on_note, notifier=notifier, watchdog_interval_s=watchdog_interval_s,
     )
-    b = cfg.button
-    factory = make_pin_factory(b.pin_factory)
 
     def button_factory(on_press, on_release):
         return GpioButton(b.pin, pull_up=b.pull_up, bounce_time_s=b.bounce_time_s, pin_factory=factory,
@@ -165,7 +199,8 @@ def build(cfg: Config, on_note=None) -> Daemon:
         return ControlServer(cfg.control.socket_path, **handlers)
 
     return Daemon(cfg, runtime=runtime, tokens=tokens, button_factory=button_factory,
-                  control_factory=control_factory, prepare=lambda: check_audio_devices(cfg, portaudio))
+                  control_factory=control_factory, prepare=lambda: check_audio_devices(cfg, portaudio),
+                  pin_factory=factory, test_hooks=test_hooks)
 
 
 def _timeline_printer(stream):
@@ -184,41 +219,44 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", required=True, help="YAML config file (see config/pivoice.example.yaml)")
     parser.add_argument("--timeline", help="append one JSON line per conversation event to this file")
     args = parser.parse_args(argv)
+    block_signals()   # before any thread exists: SIGHUP during start-up must not kill us either
     cfg = load_or_report(args.config)
     if cfg is None:
         return 2
     logging.basicConfig(level=cfg.log_level.upper(), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    test_hooks = os.environ.get(TEST_HOOKS_ENV) == "1"
+    if test_hooks:
+        log.warning("%s=1: test hooks are on (ctl debug-freeze hangs the controller); never in production",
+                    TEST_HOOKS_ENV)
+    notifier = SystemdNotifier.from_env()
+    watchdog_s = watchdog_interval_s()
+    if watchdog_s is not None:
+        log.info("systemd watchdog: the controller thread pings every %.1f s", watchdog_s)
     timeline = open(args.timeline, "a", buffering=1) if args.timeline else None
+    on_note = _timeline_printer(timeline) if timeline else None
+
+    def rebuild(new_cfg: Config) -> Daemon:
+        return build(new_cfg, on_note=on_note, notifier=notifier, watchdog_interval_s=watchdog_s,
+                     test_hooks=test_hooks)
+
+    def reread() -> Daemon:   # SIGHUP: the same file again, and the secret it names
+        return rebuild(load_config(args.config))
+
+    daemon = None
     try:
-        daemon = build(cfg, on_note=_timeline_printer(timeline) if timeline else None)
-        daemon.start()
+        daemon = rebuild(cfg)
+        service = Service(daemon, load=reread, rebuild=rebuild, notifier=notifier)
+        service.start()
     except Exception as exc:   # start-up errors (device, button, secret file) are user errors: say which
         log.error("cannot start: %s", exc)
+        if daemon is not None:
+            daemon.stop()   # no control socket left behind
         return 1
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    _notify_systemd("READY=1")
+    notifier.notify("READY=1\nSTATUS=running")
     log.info("pivoice ready (config %s)", cfg.file)
-    stop.wait()
-    _notify_systemd("STOPPING=1")
-    daemon.stop()
-    if timeline:
-        timeline.close()
-    return 0
-
-
-def _notify_systemd(state: str) -> None:
-    """Type=notify support without a dependency: one datagram to $NOTIFY_SOCKET."""
-    import socket
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.sendto(state.encode(), path)
-        except OSError as exc:
-            log.warning("cannot notify systemd: %s", exc)
+    try:
+        return service.run()
+    finally:
+        if timeline:
+            timeline.close()

@@ -3,8 +3,14 @@
 A Unix stream socket speaking JSON lines: one request object per line
 (`{"cmd": "press"}`), one reply object per line (`{"ok": true, ...}`). It is
 how a kiosk app, a test or the demo presses the button without GPIO, and how an
-operator reads the daemon's state. The socket is created owner-only (0600) so
-only the daemon's user (and root) can drive the device.
+operator reads the daemon's state. The socket is created 0660, owned by the
+daemon's user and primary group (`pivoice` under the unit): the daemon's user,
+root and members of that group (the admins `scripts/install` adds to it) may
+drive the device and read its status; nobody else may even connect.
+
+`debug-freeze` exists only when the daemon runs with PIVOICE_TEST_HOOKS=1 (the
+booted-systemd test uses it to hang the controller thread and watch the
+watchdog restart the daemon); otherwise it is refused like any unknown command.
 
 `ControlServer` runs an accept thread and a short-lived thread per client;
 handlers it calls must only enqueue or read published state.
@@ -20,31 +26,39 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 4096
 COMMANDS = ("press", "release", "status")
+TEST_COMMANDS = ("debug-freeze",)
+SOCKET_MODE = 0o660
 
 
 class ControlServer:
+    """Started and closed on the main thread; requests are served on its own threads."""
+
     def __init__(self, path: str, *, on_press: Callable[[], None], on_release: Callable[[], None],
-                 get_status: Callable[[], dict]):
+                 get_status: Callable[[], dict], extra_commands: Mapping[str, Callable[[], None]] | None = None):
         self.path = path
-        self._handlers = {"press": on_press, "release": on_release}
+        self._handlers = {"press": on_press, "release": on_release, **(extra_commands or {})}
         self._get_status = get_status
         self._sock: socket.socket | None = None
         self._thread = threading.Thread(target=self._accept_loop, name="control", daemon=True)
 
     def start(self) -> None:
         directory = Path(self.path).parent
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            directory.mkdir(parents=True, mode=0o750)
+            os.chmod(directory, 0o750)   # as RuntimeDirectoryMode= in the unit, whatever the umask
+        except FileExistsError:
+            pass
         try:
             os.unlink(self.path)   # a stale socket from a crashed run would block bind()
         except FileNotFoundError:
             pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)   # no window in which the socket exists with wider permissions
+        old_umask = os.umask(0o777 & ~SOCKET_MODE)   # no window in which the socket is wider than 0660
         try:
             sock.bind(self.path)
         except OSError as exc:
@@ -52,7 +66,7 @@ class ControlServer:
             raise OSError(f"control.socket_path {self.path}: cannot bind: {exc.strerror}") from None
         finally:
             os.umask(old_umask)
-        os.chmod(self.path, 0o600)
+        os.chmod(self.path, SOCKET_MODE)
         sock.listen(8)
         self._sock = sock
         self._thread.start()
@@ -99,7 +113,8 @@ class ControlServer:
         if cmd in self._handlers:
             self._handlers[cmd]()
             return {"ok": True}
-        return {"ok": False, "error": f"unknown cmd {cmd!r}; known: {', '.join(COMMANDS)}"}
+        known = ("status", *self._handlers)
+        return {"ok": False, "error": f"unknown cmd {cmd!r}; known: {', '.join(known)}"}
 
 
 def request(path: str, cmd: str, timeout_s: float = 5.0) -> dict:
@@ -117,8 +132,11 @@ def request(path: str, cmd: str, timeout_s: float = 5.0) -> dict:
 
 def main(argv: list[str]) -> int:
     """`pivoice ctl [--socket PATH | --config FILE] press|release|status`."""
-    parser = argparse.ArgumentParser(prog="pivoice ctl", description="Drive a running pivoice daemon.")
-    parser.add_argument("cmd", choices=COMMANDS)
+    parser = argparse.ArgumentParser(
+        prog="pivoice ctl", description="Drive a running pivoice daemon.",
+        epilog="debug-freeze hangs the controller thread (watchdog tests); the daemon accepts it only when "
+               "started with PIVOICE_TEST_HOOKS=1.")
+    parser.add_argument("cmd", choices=COMMANDS + TEST_COMMANDS)
     parser.add_argument("--socket", help="control socket path (default: from --config, else /run/pivoice/control.sock)")
     parser.add_argument("--config", help="daemon config file to read control.socket_path from")
     args = parser.parse_args(argv)

@@ -4,7 +4,9 @@ Edge threads (PortAudio, gpiozero, WebSocket reader, token refresh, control
 socket) only put events on `events`. This thread takes them one at a time,
 runs mic frames through the uplink DSP, feeds the controller and executes the
 actions it returns. It is the only thread that touches the controller, the
-uplink, the downlink and the session's send side.
+uplink, the downlink and the session's send side. Under systemd's watchdog it is
+also the thread that sends WATCHDOG=1, so a controller stuck in a handler stops
+the pings and systemd restarts the daemon.
 """
 
 from __future__ import annotations
@@ -17,46 +19,26 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from pivoice import errors
 from pivoice import messages as m
+from pivoice.audio.batcher import MicBatcher, MicFrames
 from pivoice.controller import IDLE, Controller
+from pivoice.reload import RetireRequest
+from pivoice.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 TICK_S = 0.1
 
 
 @dataclass(frozen=True)
-class _MicFrames:
-    frames: list[bytes]
-
-
-class _MicBatcher:
-    """Hands mic frames to the controller thread `batch` at a time. Thread: the mic's audio thread.
-
-    Each wakeup of the controller thread costs far more than the work it does per frame (cold
-    caches; measured ~100 us per wakeup against ~30 us of DSP), and with chunk_ms = 2 x frame_ms
-    every second frame only fills the uplink buffer. So frames travel in groups of
-    chunk_ms / frame_ms, which leaves the chunks' send times as they were. The first frame after
-    open goes alone: press -> first append waits for it.
-    """
-
-    def __init__(self, post: Callable[[object], None]) -> None:
-        self._post = post
-        self._frames: list[bytes] = []
-        self._sent_first = False
-        self.batch = 1
-
-    def __call__(self, pcm: bytes) -> None:
-        self._frames.append(pcm)
-        if len(self._frames) >= self.batch or not self._sent_first:
-            self._sent_first = True
-            frames, self._frames = self._frames, []
-            self._post(_MicFrames(frames))
-
-
-@dataclass(frozen=True)
 class _FromConnection:
     generation: int
     event: object
+
+
+class _Freeze:
+    """Test hook (`pivoice ctl debug-freeze`): the controller thread blocks until stop(), as a hung
+    handler would, so the watchdog can be shown to restart the daemon."""
 
 
 class Metrics:
@@ -80,8 +62,11 @@ class Runtime:
 
     def __init__(self, controller: Controller, *, mic, uplink_factory: Callable[[int], object], downlink,
                  tokens, connector, on_note: Callable[[m.Note], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
+                 watchdog_interval_s: float | None = None):
         self.controller = controller
+        self._notifier = notifier
+        self._watchdog_interval_s = watchdog_interval_s if notifier is not None else None
         self.events: queue.Queue = queue.Queue()
         self._mic = mic
         self._uplink_factory = uplink_factory
@@ -100,6 +85,7 @@ class Runtime:
         self._device_delta_at_s: float | None = None
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._stopped = threading.Event()
+        self._thaw = threading.Event()   # only stop() sets it: ends a debug freeze
         self.metrics = Metrics()
         self._status: dict = controller.snapshot()
 
@@ -112,25 +98,64 @@ class Runtime:
         token_status = self._tokens.status() if self._tokens else {}
         return {**self._status, "token": token_status, "metrics": self.metrics.as_dict()}
 
+    @property
+    def idle(self) -> bool:
+        """No conversation in progress, as last published by the controller thread."""
+        return self._status["state"] == IDLE
+
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        self._thaw.set()
         self.post(m.Shutdown())
-        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def retire(self, timeout_s: float = 2.0) -> bool:
+        """Stop the controller thread if it is idle once it reaches this request (a press queued
+        before it is handled first, and then the answer is no). True if it stopped."""
+        request = RetireRequest()
+        self.post(request)
+        request.done.wait(timeout_s)
+        request.answer(False)   # gave up waiting: a late answer from the controller no longer counts
+        if request.retired and self._thread.is_alive():
+            self._thread.join(timeout_s)
+        return bool(request.retired)
+
+    def debug_freeze(self) -> None:
+        self.post(_Freeze())
 
     # ---- controller thread ---------------------------------------------------------
 
     def _run(self) -> None:
         next_tick = self._clock() + TICK_S
+        next_ping = self._clock()
         while not self._stopped.is_set():
-            # Idle, no timer can fire: sleep until an event instead of waking 10 times a second
-            # (a device is idle most of the day).
+            now = self._clock()
+            if self._watchdog_interval_s is not None and now >= next_ping:
+                self._notifier.notify("WATCHDOG=1")
+                next_ping = now + self._watchdog_interval_s
+            # Idle, no timer can fire: sleep until an event (or the next watchdog ping) instead of
+            # waking 10 times a second (a device is idle most of the day).
             idle = self.controller.phase == IDLE
+            wake_at = None if idle else next_tick
+            if self._watchdog_interval_s is not None:
+                wake_at = next_ping if wake_at is None else min(wake_at, next_ping)
             try:
-                event = self.events.get(timeout=None if idle else max(0.0, next_tick - self._clock()))
+                event = self.events.get(timeout=None if wake_at is None else max(0.0, wake_at - now))
             except queue.Empty:
+                if idle or self._clock() < next_tick:
+                    continue   # woken only to ping the watchdog
                 event = m.Tick()
+            if isinstance(event, _Freeze):
+                log.warning("debug-freeze: the controller thread blocks now (test hook); watchdog pings stop")
+                self._thaw.wait()
+                continue
+            if isinstance(event, RetireRequest):
+                if event.answer(idle) and idle:
+                    break
+                continue
             if self._clock() >= next_tick:
                 next_tick = self._clock() + TICK_S
                 if not isinstance(event, m.Tick):
@@ -145,7 +170,7 @@ class Runtime:
         self._close_audio()
 
     def _route(self, event: object) -> None:
-        if isinstance(event, _MicFrames):
+        if isinstance(event, MicFrames):
             if self._uplink is None:
                 return
             self.metrics.raw_capture_bytes += sum(map(len, event.frames))
@@ -204,7 +229,7 @@ class Runtime:
         elif isinstance(action, m.RequestToken):
             self._tokens.request(
                 lambda key: self.post(m.TokenReady(key)),
-                lambda err: self.post(m.TokenFailed(err.code, str(err), _retryable(err))))
+                lambda err: self.post(m.TokenFailed(err.code, str(err), errors.retryable(err.code))))
         elif isinstance(action, m.Connect):
             self._generation = next(self._generations)
             generation = self._generation
@@ -230,7 +255,7 @@ class Runtime:
         self.metrics.conversations += 1
         self._audio_open = True
         try:
-            batcher = _MicBatcher(self.events.put)
+            batcher = MicBatcher(self.events.put)
             self._mic.open(batcher)
             self._uplink = self._uplink_factory(self._mic.sample_rate_hz)
             chunk_ms, frame_ms = self._uplink.chunk_ms, self._uplink.frame_ms
@@ -259,7 +284,3 @@ class Runtime:
         if self._on_note is not None:
             self._on_note(note)
 
-
-def _retryable(err) -> bool:
-    # Credentials and policy problems need an operator; everything else may pass on its own.
-    return getattr(err, "code", "") not in ("unauthorized", "forbidden_override", "bad_config")

@@ -70,9 +70,9 @@ def server(tmp_path):
     srv.close()
 
 
-def test_control_socket_is_owner_only_and_speaks_json_lines(server):
+def test_control_socket_is_owner_and_group_only_and_speaks_json_lines(server):
     srv, presses = server
-    assert stat.S_IMODE(os.stat(srv.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(srv.path).st_mode) == 0o660
     assert control.request(srv.path, "press") == {"ok": True}
     assert control.request(srv.path, "release") == {"ok": True}
     assert presses == ["p", "r"]

@@ -29,3 +29,8 @@ def test_example_documents_the_key_and_default_is_10_s(tmp_path):
 def test_bad_values_name_the_key(tmp_path, value):
     with pytest.raises(ConfigError, match=r"realtime\.reply_stall_s"):
         load(tmp_path, {"reply_stall_s": value})
+
+
+def test_the_configured_value_reaches_the_controller(tmp_path):
+    from pivoice.app import controller_settings
+    assert controller_settings(load(tmp_path, {"reply_stall_s": 2.5})).reply_stall_s == 2.5

@@ -152,6 +152,7 @@ def _write_ready_file(path: str, port: int) -> None:
 
 
 def _serve(args: argparse.Namespace, config_path: str) -> int:
+    from pivoice.sdnotify import SystemdNotifier
     from pivoice.tokenserver.app import setup_logging
     from pivoice.tokenserver.workers import run_workers
 
@@ -169,7 +170,7 @@ def _serve(args: argparse.Namespace, config_path: str) -> int:
     return run_workers(
         host=args.host or config.host, port=config.port if args.port is None else args.port,
         workers=args.workers or config.workers, cert_file=config.tls_cert_file, key_file=config.tls_key_file,
-        on_ready=ready)
+        on_ready=ready, notifier=SystemdNotifier.from_env())   # READY=1 once every worker serves (Type=notify)
 
 
 def main(argv: list[str]) -> int:
