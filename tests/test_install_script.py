@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import wave
 from pathlib import Path
 
 import pytest
@@ -257,6 +258,8 @@ def _device_config(tmp_path: Path, extra: str = "") -> Path:
     text = (ROOT / "config" / "pivoice.example.yaml").read_text()
     text = text.replace("secret_file: /run/credentials/pivoice.service/device-secret", f"secret_file: {secret}")
     text = text.replace("    device: default ", f"    device: wav:{tmp_path}/q.wav ", 1)
+    with wave.open(str(tmp_path / "q.wav"), "wb") as mic:   # the wav: mic must exist (check-config reads it)
+        mic.setnchannels(1), mic.setsampwidth(2), mic.setframerate(16000), mic.writeframes(b"\0\0" * 1600)
     config = tmp_path / "pivoice.yaml"
     config.write_text(text + extra)
     (tmp_path / "pivoice.service").write_text((ROOT / "systemd" / "pivoice.service").read_text())
