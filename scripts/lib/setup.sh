@@ -7,8 +7,9 @@ VENV="$PIVOICE_ROOT/.venv"
 # What the daemon and the demo need at run time (PortAudio headers build PyAudio; espeak-ng and
 # sox make the spoken fixtures and the dev server's voice).
 DEMO_PACKAGES=(portaudio19-dev gcc espeak-ng sox alsa-utils)
-# What the tests add: real PulseAudio virtual devices, a throwaway PostgreSQL, systemd-analyze.
-TEST_PACKAGES=(pulseaudio pulseaudio-utils libasound2-plugins postgresql systemd)
+# What the tests add: real PulseAudio virtual devices, a throwaway PostgreSQL, systemd-analyze, and
+# for the booted-systemd test (tests/system) a Debian rootfs booted under systemd-nspawn.
+TEST_PACKAGES=(pulseaudio pulseaudio-utils libasound2-plugins postgresql systemd systemd-container debootstrap)
 
 say() { printf '\033[1m[pivoice]\033[0m %s\n' "$*" >&2; }
 
