@@ -75,10 +75,10 @@ def build_uplink_factory(cfg: Config):
 
 
 def build_tokens(cfg: Config):
-    from pivoice.tokens import TokenProvider, read_secret_file
+    from pivoice.tokens import SecretFile, TokenProvider
     t = cfg.tokens
     try:
-        secret = read_secret_file(t.secret_file)
+        secret = SecretFile(t.secret_file)   # re-read after a 401: a rotated secret needs no restart
     except ValueError as exc:
         raise ValueError(f"{cfg.file}: tokens.secret_file: {exc}") from None
     try:

@@ -160,6 +160,8 @@ class Controller(ReplyRules):
     def _on_AudioFailed(self, ev: m.AudioFailed) -> list:
         if self.phase == IDLE:
             return []
+        if ev.stopped:   # it worked at the press and died since (unplugged mid-reply): the next press may work
+            return self._end(End(ends.AUDIO_FAILED, ev.reason, ends.WARNING))
         return self._end(End(ends.AUDIO_FAILED, f"audio device error: {ev.reason}", ends.ERROR))
 
     # ---- local audio --------------------------------------------------------------

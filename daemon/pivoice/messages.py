@@ -95,9 +95,11 @@ class Chunk:
 
 @dataclass(frozen=True)
 class AudioFailed:
-    """The mic or speaker could not be opened; `reason` names the device and what exists."""
+    """The mic or speaker could not be opened (`reason` names the device and what exists), or with
+    `stopped` its stream died under a conversation (`reason`: "speaker stopped: ...", audio/ports.py)."""
 
     reason: str
+    stopped: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Shared by `pivoice check-config` and `pivoice doctor`, so a config that passes them does not end
 in a restart loop: the file parses (`config.load`), the device secret is readable and non-empty,
-and the token client accepts the backend URL (https off loopback), device id and CA bundle.
+the token client accepts the backend URL (https off loopback), device id and CA bundle, and a
+`wav:` mic is a readable 16-bit WAV and a `wav:` speaker's file can be written.
 
 A `tokens.secret_file` under /run/credentials/UNIT/ exists only inside that unit. Run from a
 shell, we check the credential's source instead: the `LoadCredential=ID:PATH` of the installed
@@ -13,12 +14,13 @@ Main thread, at start-up or from the CLI only.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pivoice.config import Config, load
+from pivoice.config import WAV_PREFIX, Config, load
 from pivoice.settings import ConfigError
 
 CREDENTIALS_ROOT = Path("/run/credentials")
@@ -27,6 +29,7 @@ UNIT_DIRS = (Path("/etc/systemd/system"), Path("/usr/local/lib/systemd/system"),
 # systemd's search path for `LoadCredential=ID` without a path, or with a relative one
 CREDSTORE_DIRS = (Path("/etc/credstore"), Path("/run/credstore"), Path("/usr/lib/credstore"))
 SECRET_KEY = "tokens.secret_file"
+DAEMON_UNIT = "pivoice.service"
 
 
 @dataclass
@@ -60,6 +63,7 @@ def check_loaded(cfg: Config, *, unit_file: str | Path | None = None,
                  read_unit: Callable[[str], str | None] = systemctl_cat) -> Runnable:
     secret, secret_from, notes = read_device_secret(cfg, unit_file=unit_file, read_unit=read_unit)
     check_token_client(cfg, secret)
+    notes += check_wav_devices(cfg, unit_file=unit_file, read_unit=read_unit)
     return Runnable(cfg, secret, secret_from, notes)
 
 
@@ -73,6 +77,49 @@ def check_token_client(cfg: Config, secret) -> None:
                       allow_insecure_http=t.allow_insecure_http)
     except ValueError as exc:
         raise ConfigError(cfg.file, "tokens", str(exc)) from None
+
+
+def check_wav_devices(cfg: Config, *, unit_file: str | Path | None = None,
+                      read_unit: Callable[[str], str | None] = systemctl_cat) -> list[str]:
+    """The checks WavMic/WavSpeaker make when `run` builds them; ConfigError naming the key, or notes.
+
+    Two answers depend on where this runs, so they are notes, not errors: a file this (non-root)
+    user may not read or write, which the daemon's user may; and a missing directory that is the
+    unit's RuntimeDirectory= (systemd creates /run/pivoice when it starts the daemon)."""
+    from pivoice.audio.ports import WavDeviceError
+    from pivoice.audio.wavfile import INPUT_KEY, OUTPUT_KEY, check_wav_output, read_wav_input
+    notes: list[str] = []
+    checks = ((INPUT_KEY, cfg.audio.input.device, lambda path: read_wav_input(path, INPUT_KEY, header_only=True)),
+              (OUTPUT_KEY, cfg.audio.output.device, lambda path: check_wav_output(path, OUTPUT_KEY)))
+    for key, device, check in checks:
+        if not device.startswith(WAV_PREFIX):
+            continue
+        path = device[len(WAV_PREFIX):]
+        try:
+            check(path)
+        except WavDeviceError as exc:
+            if exc.permission and os.geteuid() != 0:
+                notes.append(f"{exc}; fine if the daemon's user may")
+                continue
+            made_by = _runtime_directory(Path(path).parent, unit_file, read_unit) if key == OUTPUT_KEY else None
+            if made_by is None:
+                raise ConfigError(cfg.file, key, f"wav:{path}: {exc.problem}") from None
+            notes.append(f"{key} wav:{path}: {Path(path).parent} does not exist yet; systemd creates it "
+                         f"when it starts the daemon ({made_by})")
+    return notes
+
+
+def _runtime_directory(directory: Path, unit_file: str | Path | None,
+                       read_unit: Callable[[str], str | None]) -> str | None:
+    """`RuntimeDirectory=NAME in WHERE` if the installed daemon unit makes `directory` (/run/NAME)."""
+    if directory.exists() or directory.parent != Path("/run"):
+        return None
+    text, where = _unit_text(DAEMON_UNIT, unit_file, read_unit)
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if line.startswith("RuntimeDirectory=") and directory.name in line[len("RuntimeDirectory="):].split():
+            return f"{line} in {where}"
+    return None
 
 
 def read_device_secret(cfg: Config, *, unit_file: str | Path | None = None,

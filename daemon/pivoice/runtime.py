@@ -23,6 +23,7 @@ from pivoice import errors
 from pivoice import messages as m
 from pivoice.audio.batcher import MicBatcher, MicFrames
 from pivoice.controller import IDLE, Controller
+from pivoice.metrics import Metrics
 from pivoice.reload import RetireRequest
 from pivoice.sdnotify import Notifier
 
@@ -36,25 +37,17 @@ class _FromConnection:
     event: object
 
 
+@dataclass(frozen=True)
+class _AudioStopped:
+    """A mic/speaker `on_error` report (audio thread), tagged with the `_open_audio` it belongs to."""
+
+    opened: int
+    event: m.AudioFailed
+
+
 class _Freeze:
     """Test hook (`pivoice ctl debug-freeze`): the controller thread blocks until stop(), as a hung
     handler would, so the watchdog can be shown to restart the daemon."""
-
-
-class Metrics:
-    """Latency and volume figures for `ctl status` and the bench. Controller thread writes, anyone reads."""
-
-    def __init__(self) -> None:
-        self.press_at_s: float | None = None
-        self.press_to_first_append_ms: list[float] = []
-        self.delta_to_speaker_ms: list[float] = []   # first reply delta -> its first sample written to the speaker
-        self.delta_to_device_ms: list[float] = []    # ... -> released by the speaker's audio thread to the device
-        self.raw_capture_bytes = 0
-        self.wire_audio_bytes = 0
-        self.conversations = 0
-
-    def as_dict(self) -> dict:
-        return dict(vars(self))
 
 
 class Runtime:
@@ -80,6 +73,7 @@ class Runtime:
         self._generations = itertools.count(1)
         self._generation = 0
         self._audio_open = False
+        self._audio_opens = 0   # tags on_error reports, so a late one cannot end the next conversation
         self._delta_at_s: float | None = None        # when the delta being handled arrived off the socket
         self._reply_delta_at_s: float | None = None  # ... and the one that started the current reply
         self._device_delta_at_s: float | None = None
@@ -96,7 +90,8 @@ class Runtime:
 
     def status(self) -> dict:
         token_status = self._tokens.status() if self._tokens else {}
-        return {**self._status, "token": token_status, "metrics": self.metrics.as_dict()}
+        audio = {"mic": self._mic.stats(), "speaker": self._downlink.stats()}   # xruns, stream errors
+        return {**self._status, "token": token_status, "metrics": self.metrics.as_dict(), "audio": audio}
 
     @property
     def idle(self) -> bool:
@@ -185,12 +180,18 @@ class Runtime:
             if event.generation != self._generation:
                 return   # a late event from a connection we already dropped
             event = event.event
+        if isinstance(event, _AudioStopped):
+            if event.opened != self._audio_opens or not self._audio_open:
+                return   # reported by a device we have closed since
+            event = event.event
         if isinstance(event, m.AudioDelta):
             self._delta_at_s = event.received_at_s or self._clock()
         self._dispatch(event)
         self._after_dispatch()
 
     def _dispatch(self, event: object) -> None:
+        if isinstance(event, m.Tick) and self._audio_open:
+            self._check_audio()
         for action in self.controller.handle(event, self._clock()):
             self._execute(action)
 
@@ -200,14 +201,14 @@ class Runtime:
             # the audio thread stamps the first sample some ms after we wrote it; pick it up when it has
             device_at = self._downlink.device_first_sample_at()
             if device_at is not None:
-                self.metrics.delta_to_device_ms.append((device_at - self._device_delta_at_s) * 1000)
+                self.metrics.delta_to_device.add((device_at - self._device_delta_at_s) * 1000)
                 self._device_delta_at_s = None
 
     def _execute(self, action: object) -> None:
         if isinstance(action, m.SendAudio):
             if self._conn is not None:
                 if self.metrics.press_at_s is not None:
-                    self.metrics.press_to_first_append_ms.append((self._clock() - self.metrics.press_at_s) * 1000)
+                    self.metrics.press_to_first_append.add((self._clock() - self.metrics.press_at_s) * 1000)
                     self.metrics.press_at_s = None
                 self.metrics.wire_audio_bytes += len(action.payload)
                 self._conn.send_audio(action.payload)
@@ -215,7 +216,7 @@ class Runtime:
             self._downlink.play(action.payload)
             first_sample_at = self._downlink.first_sample_at
             if self._reply_delta_at_s is not None and first_sample_at is not None:
-                self.metrics.delta_to_speaker_ms.append((first_sample_at - self._reply_delta_at_s) * 1000)
+                self.metrics.delta_to_speaker.add((first_sample_at - self._reply_delta_at_s) * 1000)
                 self._reply_delta_at_s = None
         elif isinstance(action, m.Send):
             if self._conn is not None:
@@ -254,18 +255,34 @@ class Runtime:
         self.metrics.press_at_s = self._clock()
         self.metrics.conversations += 1
         self._audio_open = True
+        self._audio_opens += 1
         try:
             batcher = MicBatcher(self.events.put)
-            self._mic.open(batcher)
+            self._mic.open(batcher, self._on_audio_error("mic"))
             self._uplink = self._uplink_factory(self._mic.sample_rate_hz)
             chunk_ms, frame_ms = self._uplink.chunk_ms, self._uplink.frame_ms
             if chunk_ms % frame_ms == 0:   # otherwise a group would hold a completed chunk back
                 batcher.batch = chunk_ms // frame_ms
-            self._downlink.open(lambda: self.events.put(m.PlaybackDrained()))
+            self._downlink.open(lambda: self.events.put(m.PlaybackDrained()), self._on_audio_error("speaker"))
             for item in self._uplink.open_now():   # the press means speech is coming: stream from now
                 self._dispatch(item)
         except Exception as exc:   # a USB device unplugged since start-up, a busy ALSA device, ...
             self._dispatch(m.AudioFailed(str(exc)))
+
+    def _on_audio_error(self, device: str) -> Callable[[str], None]:
+        """The `on_error` of the mic or speaker (audio/ports.py): called once from its audio thread when
+        its stream dies, it only enqueues; the controller then ends the conversation at WARNING."""
+        opened = self._audio_opens
+        return lambda reason: self.events.put(_AudioStopped(opened, m.AudioFailed(f"{device} stopped: {reason}",
+                                                                                  stopped=True)))
+
+    def _check_audio(self) -> None:
+        # The streams' watchdog rides on the tick, which runs only while a conversation is in progress.
+        for check in (self._mic.check_stream, self._downlink.check_stream):
+            try:
+                check()
+            except Exception:
+                log.exception("error while checking an audio stream")
 
     def _close_audio(self) -> None:
         if not self._audio_open:

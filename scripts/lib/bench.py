@@ -80,11 +80,11 @@ def run_mode(mode: str, work: Path, question: Path, runs: int, rig: PulseRig | N
         "mode": mode, "runs": runs, "audio_s": audio_s, "cpu_s": cpu_s, "idle_cpu_pct": idle_pct,
         "cpu_pct_per_audio_s": 100 * cpu_s / audio_s,
         "peak_rss_mib": rss,
-        "press_to_first_append_ms": statistics.median(metrics["press_to_first_append_ms"]),
-        "press_to_first_append_max_ms": max(metrics["press_to_first_append_ms"]),
-        "delta_to_speaker_ms": statistics.median(metrics["delta_to_speaker_ms"]),
-        "delta_to_device_ms": (statistics.median(metrics["delta_to_device_ms"])
-                               if metrics["delta_to_device_ms"] else float("nan")),
+        "press_to_first_append_ms": metrics["press_to_first_append_ms"]["median_ms"],
+        "press_to_first_append_max_ms": metrics["press_to_first_append_ms"]["max_ms"],
+        "delta_to_speaker_ms": metrics["delta_to_speaker_ms"]["median_ms"],
+        "delta_to_device_ms": (metrics["delta_to_device_ms"]["median_ms"]
+                               if metrics["delta_to_device_ms"]["count"] else float("nan")),
         "sent_vs_raw_pct": 100 * sent / raw,
         "sent_vs_ungated_pcm_pct": 100 * sent / (raw / 2 / 16000 * 48000),
     }

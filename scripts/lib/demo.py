@@ -56,8 +56,8 @@ def main() -> int:
           f"speaker's whole output, {_duration_ms(reply):.0f} ms)")
     for label, key in (("press -> first audio on the wire", "press_to_first_append_ms"),
                        ("first reply delta -> speaker", "delta_to_speaker_ms")):
-        if metrics[key]:
-            print(f"{label}: {metrics[key][0]:.1f} ms")
+        if metrics[key]["count"]:
+            print(f"{label}: {metrics[key]['recent_ms'][0]:.1f} ms")
     if not played or _duration_ms(reply) < 300:
         print("FAILED: no reply was played", file=sys.stderr)
         return 1

@@ -1,13 +1,14 @@
 import logging
 import threading
+import wave
 
 import numpy as np
 import pyaudio
 import pytest
 
 from pivoice.audio.devices import PortAudioHost
-from pivoice.audio.capture import PyAudioMic, WavMic
-from pivoice.audio.ports import AudioDeviceError
+from pivoice.audio.capture import PyAudioMic, WavMic, read_wav_input
+from pivoice.audio.ports import AudioDeviceError, WavDeviceError
 from support.fixtures_audio import FakePyAudio, tone, write_wav
 
 
@@ -66,20 +67,31 @@ def test_wav_mic_stereo_any_rate_and_unpaced(tmp_path):
     assert np.abs(mono[:len(left)] - expect).max() <= 1
 
 
-@pytest.mark.parametrize("content,problem", [(b"not a wav", "cannot read"), (None, "8-bit")])
-def test_wav_mic_bad_file_names_path_and_problem(tmp_path, content, problem):
-    path = tmp_path / "bad.wav"
-    if content is None:
-        import wave
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1), w.setsampwidth(1), w.setframerate(8000), w.writeframes(b"\x80" * 80)
-    else:
-        path.write_bytes(content)
-    with pytest.raises(AudioDeviceError, match=problem) as err:
+def _wav_with(path, width=2, channels=1):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels), w.setsampwidth(width), w.setframerate(8000)
+        w.writeframes(b"\x01" * 80 * width * channels)
+    return path
+
+
+@pytest.mark.parametrize("make,problem", [
+    (lambda d: d / "missing.wav", "no such file"),
+    (lambda d: d, "is a directory, not a WAV file"),
+    (lambda d: (d / "text.wav").write_bytes(b"not a wav") and d / "text.wav",
+     "not a 16-bit PCM WAV file (file does not start with RIFF id)"),
+    (lambda d: _wav_with(d / "8bit.wav", width=1), "8-bit samples; need 16-bit signed PCM"),
+    (lambda d: _wav_with(d / "24bit.wav", width=3), "24-bit samples; need 16-bit signed PCM"),
+    (lambda d: _wav_with(d / "quad.wav", channels=4), "4 channels; need mono or stereo"),
+])
+def test_wav_mic_errors_name_the_config_key_the_path_and_the_problem(tmp_path, make, problem):
+    path = make(tmp_path)
+    with pytest.raises(WavDeviceError) as err:
         WavMic(path)
-    assert str(path) in str(err.value)
-    with pytest.raises(AudioDeviceError, match="missing.wav"):
-        WavMic(tmp_path / "missing.wav")
+    assert str(err.value) == f"audio.input.device wav:{path}: {problem}"
+    assert (err.value.key, err.value.path, err.value.problem) == ("audio.input.device", str(path), problem)
+    with pytest.raises(WavDeviceError) as again:
+        read_wav_input(str(path), header_only=True)   # the start-up check says the same
+    assert str(again.value) == str(err.value)
 
 
 USB_MIC = {"name": "USB PnP Sound Device: Audio (hw:1,0)", "inputs": {44100: (1,), 48000: (1,)}}
@@ -119,21 +131,112 @@ def test_portaudio_host_is_shared_and_re_enumerates_for_a_hot_plugged_device():
         PyAudioMic("respeaker", portaudio=host).open(lambda f: None)
 
 
+class StepClock:
+    def __init__(self):
+        self.now_s = 50.0
+
+    def __call__(self):
+        return self.now_s
+
+
+def running(stream):
+    """Give a FakeStream PortAudio's is_active(); the test flips `stream.active`."""
+    stream.active = True
+    stream.is_active = lambda: stream.active
+    return stream
+
+
 def test_mic_downmixes_stereo_reframes_and_counts_overflows(caplog):
+    clock = StepClock()
     pa = FakePyAudio([STEREO_MIC])
     frames = []
-    mic = PyAudioMic("webcam", pyaudio_factory=pa)
+    mic = PyAudioMic("webcam", pyaudio_factory=pa, monotonic=clock)
     mic.open(frames.append)
-    assert pa.streams[0].kwargs["channels"] == 2 and mic.sample_rate_hz == 16000
+    stream = running(pa.streams[0])
+    assert stream.kwargs["channels"] == 2 and mic.sample_rate_hz == 16000
     stereo = np.stack([np.full(480, 100), np.full(480, 300)], axis=1).astype("<i2")  # 30 ms chunk
-    cb = pa.streams[0].callback
     with caplog.at_level(logging.WARNING):
         for _ in range(2):
-            assert cb(stereo.tobytes(), 480, {}, pyaudio.paInputOverflow) == (None, pyaudio.paContinue)
-    assert len(frames) == 3 and all(f == np.full(320, 200, dtype="<i2").tobytes() for f in frames)
-    assert mic.overflows == 2
-    assert sum("overflow" in r.message for r in caplog.records) == 1  # rate-limited
+            assert stream.callback(stereo.tobytes(), 480, {}, pyaudio.paInputOverflow) == (None, pyaudio.paContinue)
+        assert not caplog.records   # the audio thread never logs (ports.py)
+        mic.check_stream()          # the controller thread's tick reports them, rate-limited
+        mic.check_stream()
+        stream.callback(stereo.tobytes(), 480, {}, pyaudio.paInputOverflow)
+        for _ in range(2):          # 5 s later: still inside the 10 s window; 10 s: reported
+            clock.now_s += 5.0
+            stream.callback(stereo.tobytes(), 480, {}, 0)
+            mic.check_stream()
+    assert len(frames) == 7 and all(f == np.full(320, 200, dtype="<i2").tobytes() for f in frames)
+    assert [r.getMessage() for r in caplog.records] == [
+        "mic 'Webcam C270: USB Audio (hw:2,0)': input overflow (2 since start, 2 since the last report); "
+        "audio was lost",
+        "mic 'Webcam C270: USB Audio (hw:2,0)': input overflow (3 since start, 1 since the last report); "
+        "audio was lost"]
+    assert mic.stats() == {"device": "Webcam C270: USB Audio (hw:2,0)", "overflows": 3, "stream_errors": 0,
+                           "last_error": None}
     mic.close()
+
+
+def test_mic_callback_that_raises_reports_once_and_aborts_the_stream():
+    pa = FakePyAudio([USB_MIC])
+    errors = []
+
+    def on_frame(frame):
+        raise RuntimeError("queue is broken")
+    mic = PyAudioMic("usb pnp", pyaudio_factory=pa)
+    mic.open(on_frame, errors.append)
+    stream = running(pa.streams[0])
+    frame = bytes(960 * 2)
+    assert stream.callback(frame, 960, {}, 0) == (None, pyaudio.paAbort)
+    assert stream.callback(frame, 960, {}, 0) == (None, pyaudio.paAbort)   # PortAudio would not call again
+    stream.active = False    # what paAbort does to a real stream
+    mic.check_stream()
+    assert errors == ["input 'USB PnP Sound Device: Audio (hw:1,0)': audio callback failed "
+                      "(RuntimeError: queue is broken)"]
+    assert mic.stats()["stream_errors"] == 1 and mic.stats()["last_error"] == errors[0]
+    mic.close()
+    mic.open(lambda f: None, errors.append)   # the next conversation starts clean
+    assert running(pa.streams[1]).callback(frame, 960, {}, 0) == (None, pyaudio.paContinue)
+    mic.check_stream()
+    assert len(errors) == 1
+    mic.close()
+
+
+def test_mic_watchdog_reports_a_stream_that_stopped_or_stalled_once_and_never_after_close():
+    clock = StepClock()
+    pa = FakePyAudio([USB_MIC])
+    errors = []
+    mic = PyAudioMic("usb pnp", pyaudio_factory=pa, monotonic=clock, stall_s=2.0)
+    mic.open(lambda f: None, errors.append)
+    stream = running(pa.streams[0])
+    for _ in range(5):              # callbacks keep coming: healthy however long it runs
+        clock.now_s += 1.5
+        stream.callback(bytes(1920), 960, {}, 0)
+        mic.check_stream()
+    assert errors == []
+    clock.now_s += 1.9
+    mic.check_stream()
+    assert errors == []
+    clock.now_s += 0.2              # 2.1 s without a callback while PortAudio still says active
+    mic.check_stream()
+    mic.check_stream()
+    assert errors == ["input 'USB PnP Sound Device: Audio (hw:1,0)': no audio callback for 2.1 s (device stalled)"]
+    mic.close()
+
+    mic.open(lambda f: None, errors.append)
+    stream = running(pa.streams[1])
+    stream.active = False           # PortAudio's callback thread ended (device unplugged)
+    mic.check_stream()
+    mic.check_stream()
+    assert errors[1:] == ["input 'USB PnP Sound Device: Audio (hw:1,0)': stream no longer running "
+                          "(device unplugged, sound server gone or driver error)"]
+    mic.close()
+    mic.open(lambda f: None, errors.append)
+    running(pa.streams[2])
+    mic.close()
+    clock.now_s += 60
+    mic.check_stream()              # closed: nothing to watch, nothing reported
+    assert len(errors) == 2 and mic.stats()["stream_errors"] == 2
 
 
 def test_mic_errors_list_inputs_and_rates():

@@ -19,8 +19,8 @@ class LedgerSpeaker:
         self.played = 0
         self.stopped = 0
 
-    def open(self, on_drained):
-        self.on_drained = on_drained
+    def open(self, on_drained, on_error=None):
+        self.on_drained, self.on_error = on_drained, on_error
 
     def write(self, pcm16):
         self.written += len(pcm16) // 2

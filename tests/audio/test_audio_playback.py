@@ -1,3 +1,4 @@
+import logging
 import threading
 import time
 import wave
@@ -5,9 +6,10 @@ import wave
 import numpy as np
 import pyaudio
 
+from pivoice.audio.capture import WavMic
 from pivoice.audio.playback import PyAudioSpeaker, WavSpeaker
 from pivoice.audio.playout import PlayoutBuffer
-from support.fixtures_audio import FakePyAudio, read_wav
+from support.fixtures_audio import FakePyAudio, read_wav, write_wav
 
 
 class StepClock:
@@ -114,3 +116,96 @@ def test_wav_speaker_reopened_appends(tmp_path):
         spk.close()
     x, rate_hz, _ = read_wav(path)
     assert rate_hz == 8000 and x.tobytes() == ramp(800, 1) + ramp(800, 1001)
+
+
+def test_pyaudio_speaker_callback_that_raises_reports_once_and_aborts():
+    pa = FakePyAudio([{"name": "USB Audio", "outputs": {48000: (2,)}}])
+    errors = []
+
+    def on_drained():
+        raise RuntimeError("event queue gone")
+    spk = PyAudioSpeaker(pyaudio_factory=pa, prime_ms=0)
+    spk.open(on_drained, errors.append)
+    stream = pa.streams[0]
+    assert stream.callback(None, 4, {}, 0) == (bytes(16), pyaudio.paContinue)
+    spk.write(ramp(4))
+    data, flag = stream.callback(None, 4, {}, pyaudio.paOutputUnderflow)   # drained -> on_drained raises
+    assert flag == pyaudio.paAbort and data == bytes(16)                     # silence, never an exception
+    stream.callback(None, 4, {}, 0)
+    assert errors == ["output 'USB Audio': audio callback failed (RuntimeError: event queue gone)"]
+    assert spk.stats() == {"device": "USB Audio", "underflows": 1, "stream_errors": 1, "last_error": errors[0]}
+    spk.close()
+
+
+def test_pyaudio_speaker_watchdog_reports_a_dead_or_stalled_stream_once(caplog):
+    clock = StepClock()
+    pa = FakePyAudio([{"name": "USB Audio", "outputs": {48000: (1,)}}])
+    errors = []
+    spk = PyAudioSpeaker(pyaudio_factory=pa, prime_ms=0, clock=clock, stall_s=2.0)
+    spk.open(lambda: None, errors.append)
+    stream = pa.streams[0]
+    stream.active = True
+    stream.is_active = lambda: stream.active
+    spk.write(ramp(48000))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            clock.now_s += 0.5
+            stream.callback(None, 960, {}, pyaudio.paOutputUnderflow)
+            spk.check_stream()
+    assert errors == [] and spk.stats()["underflows"] == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "speaker 'USB Audio': output underflow (1 since start, 1 since the last report); the reply had gaps"]
+    stream.active = False            # PortAudio's callback thread ended: USB speaker unplugged mid-reply
+    spk.check_stream()
+    spk.check_stream()
+    assert errors == ["output 'USB Audio': stream no longer running (device unplugged, sound server gone "
+                      "or driver error)"]
+    assert spk.pending_samples() > 0  # the reply never drains: only on_error can end the wait
+    spk.close()
+    spk.open(lambda: None, errors.append)
+    stream = pa.streams[1]
+    stream.is_active = lambda: True
+    clock.now_s += 2.5               # opened, but PortAudio never called back
+    spk.check_stream()
+    assert errors[1:] == ["output 'USB Audio': no audio callback for 2.5 s (device stalled)"]
+    spk.close()
+
+
+def test_wav_speaker_write_failure_is_reported_once_through_on_error():
+    # /dev/full accepts open() and fails every flushed write with ENOSPC: a disk that filled up
+    errors, reported = [], threading.Event()
+
+    def on_error(reason):
+        errors.append(reason)
+        reported.set()
+    spk = WavSpeaker("/dev/full", 24000, realtime=True, flush_s=0.05)
+    spk.open(lambda: None, on_error)
+    try:
+        spk.write(ramp(24000))
+        assert reported.wait(3)
+        time.sleep(0.1)
+        spk.check_stream()           # the thread ended, but it has said so already
+    finally:
+        spk.close()                  # closing a file that cannot be flushed must not raise either
+    assert errors == ["wav:/dev/full: writing failed (OSError: No space left on device)"]
+    assert spk.stats()["stream_errors"] == 1
+
+
+def test_wav_mic_pacing_thread_failure_is_reported_once(tmp_path):
+    path = write_wav(tmp_path / "t.wav", np.full(1600, 5, dtype="<i2"), 16000)
+    errors, reported = [], threading.Event()
+
+    def on_frame(frame):
+        raise ValueError("controller queue closed")
+
+    def on_error(reason):
+        errors.append(reason)
+        reported.set()
+    mic = WavMic(path, 20, realtime=False)
+    mic.open(on_frame, on_error)
+    try:
+        assert reported.wait(3)
+        mic.check_stream()
+    finally:
+        mic.close()
+    assert errors == [f"wav:{path}: pacing thread failed (ValueError: controller queue closed)"]

@@ -46,7 +46,11 @@ class CountingClock:
 class InertMic:
     sample_rate_hz = 16000
 
-    def open(self, on_frame): pass
+    def open(self, on_frame, on_error=None): pass
+
+    def check_stream(self): pass
+
+    def stats(self): return {}
 
     def close(self): pass
 
@@ -62,7 +66,11 @@ class InertUplink:
 class InertDownlink:
     first_sample_at = None
 
-    def open(self, on_drained): pass
+    def open(self, on_drained, on_error=None): pass
+
+    def check_stream(self): pass
+
+    def stats(self): return {}
 
     def close(self): pass
 

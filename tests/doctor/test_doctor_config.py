@@ -4,6 +4,7 @@ secret (or the credential source behind /run/credentials/...), the backend URL r
 from __future__ import annotations
 
 import json
+import wave
 
 import pytest
 import yaml
@@ -18,9 +19,12 @@ CRED_PATH = f"/run/credentials/{CRED_UNIT}/device-secret"
 
 
 def write_config(tmp_path, secret_file, **tokens):
+    mic = tmp_path / "question.wav"   # wav: devices are checked too: the mic must be a real 16-bit WAV
+    with wave.open(str(mic), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(bytes(320))
     data = {"tokens": {"backend_url": "http://127.0.0.1:9", "device_id": "kitchen", "secret_file": str(secret_file),
                        **tokens},
-            "audio": {"input": {"device": "wav:/nonexistent.wav"}, "output": {"device": "wav:/tmp/out.wav"}}}
+            "audio": {"input": {"device": f"wav:{mic}"}, "output": {"device": "wav:/tmp/out.wav"}}}
     path = tmp_path / "pivoice.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -212,6 +212,9 @@ def _refused() -> Rig:
      "token_failed", "warning", "no ephemeral key (backend_unreachable): refused"),
     (_connecting, lambda r: r.handle(m.AudioFailed("no input device 'usb'"), 0.2), "audio_failed", "error",
      "audio device error: no input device 'usb'"),
+    (_listening, lambda r: r.handle(m.AudioFailed("speaker stopped: output 'USB': stream no longer running",
+                                                  stopped=True), 1.0),
+     "audio_failed", "warning", "speaker stopped: output 'USB': stream no longer running"),
     (_connecting, lambda r: r.tick_until(5.1), "connect_timeout", "error", "could not connect within 5 s"),
 ])
 def test_end_codes_and_levels(setup, fault, code, level, words):

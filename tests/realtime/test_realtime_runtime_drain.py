@@ -24,7 +24,11 @@ TONE = (np.sin(np.arange(int(24000 * REPLY_S)) * 2 * np.pi * 440 / 24000) * 8000
 class InertMic:
     sample_rate_hz = 16000
 
-    def open(self, on_frame): pass
+    def open(self, on_frame, on_error=None): pass
+
+    def check_stream(self): pass
+
+    def stats(self): return {}
 
     def close(self): pass
 

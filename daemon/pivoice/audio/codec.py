@@ -1,4 +1,5 @@
-"""Wire audio formats of the Realtime API: `audio/pcm` (24 kHz s16le) and G.711 at 8 kHz.
+"""Wire audio formats of the Realtime API: `audio/pcm` (24 kHz s16le) and G.711 at 8 kHz, and
+the down-mix every capture source needs (`to_mono`).
 
 G.711 is done with 64 K-entry lookup tables (encode) and 256-entry tables
 (decode) built once at import with numpy, because `audioop` is gone from
@@ -17,6 +18,14 @@ FORMATS = (PCM, PCMU, PCMA)
 
 _RATE_HZ = {PCM: 24000, PCMU: 8000, PCMA: 8000}
 _BYTES_PER_SAMPLE = {PCM: 2, PCMU: 1, PCMA: 1}
+
+
+def to_mono(pcm16: bytes, channels: int) -> bytes:
+    """Interleaved s16le of `channels` channels -> mono, the mean of the channels, rounded."""
+    if channels == 1:
+        return pcm16
+    samples = np.frombuffer(pcm16, dtype="<i2").reshape(-1, channels)
+    return samples.mean(axis=1).round().astype("<i2").tobytes()
 
 
 def wire_rate_hz(fmt: str) -> int:

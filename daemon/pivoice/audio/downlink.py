@@ -1,7 +1,8 @@
 """The play path: wire audio deltas -> decode -> resample to the speaker rate -> speaker, plus the
 bookkeeping barge-in needs (how much of the current reply was actually heard).
 
-Thread: controller thread only (the speaker's own audio thread only calls `on_drained`).
+Thread: controller thread only (the speaker's own audio thread only calls `on_drained` and
+`on_error`; see ports.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from typing import Callable
 
 from pivoice.audio import codec
-from pivoice.audio.ports import Speaker
+from pivoice.audio.ports import OnError, Speaker
 from pivoice.audio.resample import DEFAULT_QUALITY, StreamResampler
 
 
@@ -30,8 +31,8 @@ class Downlink:
         self._reply_begun_at: float | None = None
         self.first_sample_at: float | None = None  # monotonic time the reply's first sample was written
 
-    def open(self, on_drained: Callable[[], None]) -> None:
-        self.speaker.open(on_drained)
+    def open(self, on_drained: Callable[[], None], on_error: OnError | None = None) -> None:
+        self.speaker.open(on_drained, on_error)
         self._resampler = StreamResampler(self.wire_rate_hz, self.speaker.sample_rate_hz, self._quality)
         self.begin_reply()
 
@@ -81,6 +82,12 @@ class Downlink:
         if self._resampler is not None:
             self._resampler.reset()
         return int(heard_ms)
+
+    def check_stream(self) -> None:
+        self.speaker.check_stream()
+
+    def stats(self) -> dict:
+        return self.speaker.stats()
 
     def close(self) -> None:
         self.speaker.close()

@@ -1,35 +1,80 @@
 """The two audio edges of the daemon as protocols, so the controller can be driven by a real
 PortAudio device, a WAV file, or a test fake without knowing which.
 
-Threads: `Mic.open/close` and all `Speaker` methods except the callbacks are called from the
-controller thread. `on_frame` and `on_drained` are called from an audio thread (PortAudio's or a
-file-pacing thread) and must only enqueue.
+The audio-callback contract
+---------------------------
+Threads: `open`, `close`, `check_stream`, `stats` and the `Speaker` queue methods are called from the
+controller thread. The callbacks a caller hands to `open` (`on_frame`, `on_drained`, `on_error`) are
+called from an audio thread (PortAudio's callback thread or a file-pacing thread) and must only
+enqueue: no locks held for long, no I/O, no logging, nothing that can block. The same holds for
+the bodies of our own callbacks below.
+
+Our own PortAudio callbacks (the functions PortAudio calls) do three things only: copy samples
+(into a frame, out of the playout queue), count what the status flags say (overflow/underflow), and
+call the caller's callback. They never raise: an exception inside one is caught, reported once
+through `on_error` and the stream is aborted (paAbort), because PortAudio would otherwise stop the
+stream behind our back while the controller waits for frames or `on_drained` forever.
+
+A stream can also stop without any Python code failing: a USB device unplugged, the sound server
+gone, a driver error. PortAudio then just stops calling back, so nothing arrives to notice it by.
+`check_stream()` is the watchdog for that. The runtime calls it from its existing tick (10 per
+second, only while a conversation is in progress, so an idle daemon still never wakes); it
+reports through `on_error` when the stream is no longer active or has not called back for
+`stall_s`. `on_error(reason)` is called at most once per `open()`, never after `close()` has
+returned; `reason` says what stopped and why, without the device kind (the runtime prefixes
+"speaker stopped: " / "mic stopped: "). After it the device is dead until closed and reopened:
+the controller ends the conversation (code `audio_failed`) instead of waiting for audio that will
+never come, and the next press opens the device again.
+
+`stats()` returns counters for `ctl status`: xruns the device reported (`overflows` for a mic,
+`underflows` for a speaker; logged rate-limited from `check_stream`, never from the callback),
+`stream_errors` (on_error calls so far) and `last_error`. The WAV stand-ins (wavfile.py) keep the
+same contract with their pacing thread. The mechanism (one report per open, the watchdog, the
+xrun log) is in health.py.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Protocol
 
+OnError = Callable[[str], None]
+
 
 class AudioDeviceError(Exception):
     """An audio device or file cannot be used; the message names it and what exists instead."""
+
+
+class WavDeviceError(AudioDeviceError):
+    """A `wav:` device from the config cannot be used: names the config key, the path and why,
+    e.g. `audio.input.device wav:/x.wav: no such file`. `permission`: only this user is refused
+    (another user, such as the daemon's, may well be allowed)."""
+
+    def __init__(self, key: str, path: str, problem: str, *, permission: bool = False) -> None:
+        self.key, self.path, self.problem, self.permission = key, path, problem, permission
+        super().__init__(f"{key} wav:{path}: {problem}")
 
 
 class Mic(Protocol):
     sample_rate_hz: int  # valid after open()
     frame_ms: int
 
-    def open(self, on_frame: Callable[[bytes], None]) -> None:
+    def open(self, on_frame: Callable[[bytes], None], on_error: OnError | None = None) -> None:
         """Start delivering mono s16le frames of exactly `frame_ms` each from the audio thread."""
 
+    def check_stream(self) -> None:
+        """Controller thread, periodically while open: report a stopped or stalled stream via on_error."""
+
+    def stats(self) -> dict:
+        """Counters for `ctl status`: overflows, stream_errors, last_error (any thread)."""
+
     def close(self) -> None:
-        """Idempotent; no `on_frame` call happens after it returns."""
+        """Idempotent; no `on_frame` or `on_error` call happens after it returns."""
 
 
 class Speaker(Protocol):
     sample_rate_hz: int  # valid after open()
 
-    def open(self, on_drained: Callable[[], None]) -> None:
+    def open(self, on_drained: Callable[[], None], on_error: OnError | None = None) -> None:
         """`on_drained` fires (audio thread) when everything written so far has been played out."""
 
     def write(self, pcm16: bytes) -> None:
@@ -47,5 +92,11 @@ class Speaker(Protocol):
     def audible_since_s(self) -> float | None:
         """Monotonic time the audio thread began handing the current stretch to the device."""
 
+    def check_stream(self) -> None:
+        """Controller thread, periodically while open: report a stopped or stalled stream via on_error."""
+
+    def stats(self) -> dict:
+        """Counters for `ctl status`: underflows, stream_errors, last_error (any thread)."""
+
     def close(self) -> None:
-        """Idempotent."""
+        """Idempotent; no `on_drained` or `on_error` call happens after it returns."""

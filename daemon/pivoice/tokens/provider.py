@@ -1,32 +1,35 @@
 """Ephemeral-key client: keeps a fresh `ek_` client secret from the token backend on hand.
 
 A button press calls `request()`, which answers at once from the cache; a background refresh
-thread fetches ahead of expiry, backs off on failure and reports a human status line.
+thread fetches ahead of expiry, backs off on failure and reports a human status line. Given the
+secret as a `SecretFile`, a 401 makes it re-read that file before the next attempt, so a secret
+rotated on the backend and written to the file works without restarting the daemon.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import random
 import threading
 import time
 from typing import Callable
-from urllib.parse import urlsplit, urlunsplit
 
-from pivoice.tokens.keys import EphemeralKey, Secret, TokenError
-from pivoice.tokens.transport import HttpTransport, UrllibTransport, host_label
+from pivoice import errors
+from pivoice.tokens.keys import EphemeralKey, Secret, SecretFileError, TokenError
+from pivoice.tokens.secret_file import SecretFile
+from pivoice.tokens.transport import ENDPOINT_PATH  # noqa: F401  (doctor imports it from here)
+from pivoice.tokens.transport import HttpTransport, UrllibTransport, endpoint_url, host_label
 from pivoice.tokens.wire import parse_mint_response, request_headers
 
 log = logging.getLogger(__name__)
 
-ENDPOINT_PATH = "/v1/realtime/client_secrets"
 MIN_REFRESH_INTERVAL_S = 2.0     # scheduled refreshes never come faster than this
 REFRESH_JITTER_FRACTION = 0.10   # of the key's lifetime, so a fleet does not refresh in step
 BACKOFF_JITTER_FRACTION = 0.20   # backoff waits are shortened by up to this much
-# These need an operator (wrong secret, revoked device, bad config, wrong CA): retry slowly.
-OPERATOR_CODES = frozenset({"unauthorized", "forbidden_override", "forbidden", "invalid_request", "tls_error"})
+# These need an operator (wrong secret, revoked device, bad config, wrong CA): retry slowly. One list
+# for the daemon: errors.py.
+OPERATOR_CODES = errors.OPERATOR_CODES
 
 Waiter = tuple[Callable[[EphemeralKey], None], Callable[[TokenError], None]]
 
@@ -40,16 +43,19 @@ class TokenProvider:
     requests then wait for the next tick(). stop() answers requests still waiting with code "stopped".
     """
 
-    def __init__(self, backend_url: str, device_id: str, secret: Secret, session_config: dict, *,
+    def __init__(self, backend_url: str, device_id: str, secret: Secret | SecretFile, session_config: dict, *,
                  transport: HttpTransport | None = None, timeout_s: float = 5.0, refresh_margin_s: float = 20.0,
                  min_valid_s: float = 5.0, backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
                  ca_bundle: str | None = None, allow_insecure_http: bool = False,
                  clock: Callable[[], float] = time.monotonic, rng: Callable[[], float] = random.random,
                  on_status: Callable[[str], None] | None = None):
-        self._url = _endpoint_url(backend_url, allow_insecure_http)
+        self._url = endpoint_url(backend_url, allow_insecure_http)
         self._where = f"backend {host_label(self._url)}"
         if not device_id or ":" in device_id or not device_id.isprintable():
             raise ValueError(f"device id {device_id!r}: must be non-empty, printable and without ':'")
+        self._secret_file = secret if isinstance(secret, SecretFile) else None
+        if self._secret_file is not None:
+            secret = self._secret_file.secret
         if not isinstance(secret, Secret) or not secret:
             raise ValueError("device secret: must be a non-empty Secret")
         if not isinstance(session_config, dict):
@@ -170,6 +176,9 @@ class TokenProvider:
     def _attempt(self) -> None:
         with self._lock:
             self._state = "fetching"
+            after_401 = self._last_error is not None and self._last_error.code == "unauthorized"
+        if after_401 and self._secret_file is not None:
+            self._reread_secret(self._secret_file)
         self._emit(f"token: fetching key from {self._where}", logging.DEBUG)
         sent_mono_s = self._clock()
         try:
@@ -182,6 +191,20 @@ class TokenProvider:
             self._failed(TokenError("internal_error", f"{self._where}: fetch failed ({type(exc).__name__})"))
         else:
             self._succeeded(key)
+
+    def _reread_secret(self, source: SecretFile) -> None:
+        """After a 401: the operator may have rotated the device and written the new secret."""
+        try:
+            secret = source.changed()
+        except SecretFileError as exc:
+            self._emit(f"token: {exc}; keeping the secret read before", logging.WARNING)
+            return
+        if secret is None:
+            self._emit(f"token: {source.path} unchanged since the 401", logging.DEBUG)
+            return
+        self._secret = secret
+        self._headers = request_headers(self._device_id, secret)
+        self._emit(f"token: device secret re-read from {source.path} (changed since the 401)", logging.INFO)
 
     def _succeeded(self, key: EphemeralKey) -> None:
         now = self._clock()
@@ -201,6 +224,10 @@ class TokenProvider:
 
     def _failed(self, err: TokenError) -> None:
         now = self._clock()
+        if err.code == "unauthorized" and self._secret_file is not None:
+            err = TokenError(err.code, f"{err.message}; a new secret written to {self._secret_file.path} is used "
+                                       "from the next attempt", http_status=err.http_status,
+                             retry_after_s=err.retry_after_s)
         with self._lock:
             self._failures += 1
             if err.code in OPERATOR_CODES:
@@ -241,31 +268,3 @@ class TokenProvider:
                     on_failed(err)
             except Exception as exc:
                 log.error("token: request callback raised %s", type(exc).__name__)
-
-
-def _endpoint_url(backend_url: str, allow_insecure_http: bool) -> str:
-    parts = urlsplit(backend_url)
-    shown = f"{parts.scheme}://{host_label(backend_url)}{parts.path}"  # never the user info
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"token backend URL {shown!r}: must be http(s)://host[:port][/prefix]")
-    try:
-        parts.port
-    except ValueError:
-        raise ValueError(f"token backend URL {shown!r}: bad port") from None
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"token backend URL {shown!r}: must not carry credentials (use the device secret)")
-    if parts.query or parts.fragment:
-        raise ValueError(f"token backend URL {shown!r}: must not have a query or fragment")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_insecure_http:
-        raise ValueError(f"token backend URL {shown!r}: https is required for a non-loopback backend "
-                         "(or set allow_insecure_http)")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + ENDPOINT_PATH, "", ""))
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -1,4 +1,5 @@
-"""HTTP transport for the token client: a one-method interface and its stdlib implementation.
+"""HTTP transport for the token client: a one-method interface and its stdlib implementation,
+and the rules for the backend URL (`endpoint_url`: https off loopback, no credentials in it).
 
 The Pi only needs `urllib.request` + `ssl`. Transports are called from the token provider's
 refresh thread only, one request at a time.
@@ -7,6 +8,7 @@ refresh thread only, one request at a time.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import socket
 import ssl
 import time
@@ -15,10 +17,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pivoice.tokens.keys import TokenError
 
+ENDPOINT_PATH = "/v1/realtime/client_secrets"
 # A mint response is a few KiB; cap reads so a misbehaving backend cannot fill memory.
 MAX_RESPONSE_BYTES = 256 * 1024
 
@@ -140,3 +143,32 @@ def _classify(reason, where: str, timeout_s: float) -> TokenError:
         detail = reason.strerror or type(reason).__name__
         return TokenError("backend_unreachable", f"{where} unreachable ({detail})")
     return TokenError("backend_unreachable", f"{where} unreachable ({str(reason)[:80]})")
+
+
+def endpoint_url(backend_url: str, allow_insecure_http: bool) -> str:
+    """The mint endpoint under `backend_url`, or ValueError saying what is wrong with the URL."""
+    parts = urlsplit(backend_url)
+    shown = f"{parts.scheme}://{host_label(backend_url)}{parts.path}"  # never the user info
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"token backend URL {shown!r}: must be http(s)://host[:port][/prefix]")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"token backend URL {shown!r}: bad port") from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"token backend URL {shown!r}: must not carry credentials (use the device secret)")
+    if parts.query or parts.fragment:
+        raise ValueError(f"token backend URL {shown!r}: must not have a query or fragment")
+    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
+        raise ValueError(f"token backend URL {shown!r}: https is required for a non-loopback backend "
+                         "(or set allow_insecure_http)")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + ENDPOINT_PATH, "", ""))
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

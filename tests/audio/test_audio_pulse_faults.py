@@ -1,0 +1,121 @@
+"""Real PortAudio streams that die under us (the PulseAudio rig's virtual devices): the failure path
+of the audio-callback contract in pivoice.audio.ports.
+
+The fault is made by PulseAudio itself: its command-line interface (module-cli-protocol-unix, loaded
+for these tests) kills our stream's sink input / source output, which is what a USB device
+unplugged mid-reply looks like to the client (pactl 16 has no kill command), or suspends the sink,
+which stalls the stream without ending it.
+"""
+
+import threading
+import time
+
+import pytest
+
+from pivoice.audio.capture import PyAudioMic
+from pivoice.audio.playback import PyAudioSpeaker
+from support.fixtures_audio import tone
+
+pytestmark = pytest.mark.pulse
+TICK_S = 0.1          # the runtime calls check_stream() on its 100 ms tick
+DETECT_WITHIN_S = 3.0
+
+
+class Watched:
+    """Stands in for the runtime: on_error only enqueues; a tick calls check_stream()."""
+
+    def __init__(self):
+        self.errors: list[tuple[float, str]] = []
+        self.reported = threading.Event()
+
+    def on_error(self, reason: str) -> None:
+        self.errors.append((time.monotonic(), reason))
+        self.reported.set()
+
+    def tick_until_reported(self, device, timeout_s: float = DETECT_WITHIN_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.reported.is_set() and time.monotonic() < deadline:
+            device.check_stream()
+            time.sleep(TICK_S)
+
+
+def test_speaker_stream_killed_mid_reply_reports_once_and_never_drains(pulse_rig, pulse_cli):
+    drained = threading.Event()
+    watched = Watched()
+    spk = PyAudioSpeaker("default", 48000)
+    spk.open(drained.set, watched.on_error)
+    try:
+        spk.write(tone(440, 3.0, 48000).tobytes())   # a 3 s reply
+        time.sleep(0.5)
+        assert not watched.reported.is_set()
+        for _ in range(5):
+            spk.check_stream()                       # healthy: nothing to report
+        killed_at = time.monotonic()
+        pulse_cli.kill_our_stream("sink-input")
+        watched.tick_until_reported(spk)
+        for _ in range(5):
+            spk.check_stream()
+            time.sleep(TICK_S)
+    finally:
+        spk.close()
+    assert len(watched.errors) == 1, watched.errors
+    at, reason = watched.errors[0]
+    assert reason == ("output 'default': stream no longer running (device unplugged, sound server gone "
+                      "or driver error)")
+    assert at - killed_at < 1.0, f"reported {at - killed_at:.2f} s after the stream died"
+    assert not drained.is_set()   # without on_error the controller would wait for this forever
+    assert spk.stats()["stream_errors"] == 1 and spk.stats()["last_error"] == reason
+    # the device works again for the next conversation
+    again = threading.Event()
+    spk.open(again.set, watched.on_error)
+    try:
+        spk.write(tone(440, 0.2, 48000).tobytes())
+        assert again.wait(3)
+        spk.check_stream()
+    finally:
+        spk.close()
+    assert len(watched.errors) == 1
+
+
+def test_speaker_on_a_suspended_sink_is_reported_as_stalled(pulse_rig):
+    watched = Watched()
+    spk = PyAudioSpeaker("default", 48000, stall_s=1.0)
+    spk.open(lambda: None, watched.on_error)
+    try:
+        spk.write(tone(440, 3.0, 48000).tobytes())
+        time.sleep(0.3)
+        pulse_rig.pactl("suspend-sink", pulse_rig.SPEAKER_SINK, "1")
+        try:
+            watched.tick_until_reported(spk)
+        finally:
+            pulse_rig.pactl("suspend-sink", pulse_rig.SPEAKER_SINK, "0")
+    finally:
+        spk.close()
+    assert len(watched.errors) == 1, watched.errors
+    assert watched.errors[0][1].startswith("output 'default': no audio callback for 1.")
+    assert watched.errors[0][1].endswith(" s (device stalled)")
+
+
+def test_mic_stream_killed_mid_conversation_reports_once(pulse_rig, pulse_cli):
+    frames = []
+    watched = Watched()
+    mic = PyAudioMic("default", 16000, 20)
+    mic.open(frames.append, watched.on_error)
+    try:
+        time.sleep(0.4)
+        mic.check_stream()
+        assert frames and not watched.reported.is_set()
+        killed_at = time.monotonic()
+        pulse_cli.kill_our_stream("source-output")
+        watched.tick_until_reported(mic)
+        n_frames = len(frames)
+        for _ in range(5):
+            mic.check_stream()
+            time.sleep(TICK_S)
+        assert len(frames) == n_frames   # the stream is dead: no more audio will come
+    finally:
+        mic.close()
+    assert [reason for _, reason in watched.errors] == [
+        "input 'default': stream no longer running (device unplugged, sound server gone or driver error)"]
+    assert watched.errors[0][0] - killed_at < 1.0
+    assert mic.stats()["stream_errors"] == 1
