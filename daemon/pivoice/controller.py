@@ -161,7 +161,10 @@ class Controller(ReplyRules):
         if self.phase == IDLE:
             return []
         if ev.stopped:   # it worked at the press and died since (unplugged mid-reply): the next press may work
-            return self._end(End(ends.AUDIO_FAILED, ev.reason, ends.WARNING))
+            end = End(ends.AUDIO_FAILED, ev.reason, ends.WARNING)
+            if ev.device == "mic" and self.phase == ACTIVE:
+                return self._finish_session(end)   # the speaker still works: the reply that arrived is heard
+            return self._end(end)
         return self._end(End(ends.AUDIO_FAILED, f"audio device error: {ev.reason}", ends.ERROR))
 
     # ---- local audio --------------------------------------------------------------

@@ -100,6 +100,7 @@ class AudioFailed:
 
     reason: str
     stopped: bool = False
+    device: str = ""   # "mic" or "speaker" when `stopped`
 
 
 @dataclass(frozen=True)

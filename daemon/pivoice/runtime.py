@@ -274,7 +274,7 @@ class Runtime:
         its stream dies, it only enqueues; the controller then ends the conversation at WARNING."""
         opened = self._audio_opens
         return lambda reason: self.events.put(_AudioStopped(opened, m.AudioFailed(f"{device} stopped: {reason}",
-                                                                                  stopped=True)))
+                                                                                  stopped=True, device=device)))
 
     def _check_audio(self) -> None:
         # The streams' watchdog rides on the tick, which runs only while a conversation is in progress.

@@ -103,6 +103,21 @@ def test_close_1001_after_the_whole_reply_arrived_plays_it_out_then_says_so():
     assert_next_press_works(rig)
 
 
+def test_a_mic_that_dies_while_the_reply_plays_lets_the_reply_play_out():
+    rig = started()
+    rig.now_s = 1.0
+    rig.conn.play_all(reply_events("resp_1", "item_1", REPLY_5S))
+    mark = len(rig.actions)
+    rig.handle(m.AudioFailed("mic stopped: input 'USB': stream no longer running", stopped=True, device="mic"), 1.5)
+    assert rig.phase == DRAINING
+    assert "StopPlayback" not in actions_since(rig, mark) and "Disconnect" in actions_since(rig, mark)
+    rig.handle(m.PlaybackDrained(), 6.2)
+    end = rig.last_end()
+    assert end.text == "conversation ended: mic stopped: input 'USB': stream no longer running; reply played out"
+    assert end.level == "warning" and rig.ctrl.last_end_code == "audio_failed"
+    assert_next_press_works(rig)
+
+
 def test_close_before_the_reply_was_complete_says_it_was_cut_off():
     rig = started()
     rig.now_s = 1.0
