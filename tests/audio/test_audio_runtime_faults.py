@@ -21,19 +21,12 @@ from pivoice.controller import Controller
 from pivoice.realtime.scripted import ScriptedConnector, reply_events
 from pivoice.runtime import Runtime
 from support.controller_rig import SETTINGS, Key
+from support.runtime_fakes import InertUplink
 
 
 def tone_pcm(seconds: float) -> bytes:
     t = np.arange(int(24000 * seconds)) / 24000
     return (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
-
-
-class InertUplink:
-    chunk_ms, frame_ms = 40, 20
-
-    def open_now(self): return []
-
-    def process_frames(self, frames): return []
 
 
 class ReadyTokens:

@@ -12,6 +12,7 @@ from pivoice import messages as m
 from pivoice.controller import Controller, Settings
 from pivoice.reload import RetireRequest
 from pivoice.runtime import Runtime
+from support.runtime_fakes import InertMic, InertUplink, InertDownlink
 
 SETTINGS = Settings(session={"type": "realtime"}, output_format="audio/pcm", manual_turns=False,
                     interrupt_response=True, half_duplex=True, idle_timeout_s=10, max_duration_s=600,
@@ -41,40 +42,6 @@ class CountingClock:
     def __call__(self) -> float:
         self.calls += 1
         return time.monotonic()
-
-
-class InertMic:
-    sample_rate_hz = 16000
-
-    def open(self, on_frame, on_error=None): pass
-
-    def check_stream(self): pass
-
-    def stats(self): return {}
-
-    def close(self): pass
-
-
-class InertUplink:
-    chunk_ms, frame_ms = 40, 20
-
-    def open_now(self): return []
-
-    def process_frames(self, frames): return []
-
-
-class InertDownlink:
-    first_sample_at = None
-
-    def open(self, on_drained, on_error=None): pass
-
-    def check_stream(self): pass
-
-    def stats(self): return {}
-
-    def close(self): pass
-
-    def device_first_sample_at(self): return None
 
 
 class SilentTokens:

@@ -16,29 +16,10 @@ from pivoice.controller import Controller
 from pivoice.realtime.scripted import ScriptedConnector, reply_events
 from pivoice.runtime import Runtime
 from support.controller_rig import SETTINGS, Key
+from support.runtime_fakes import InertMic, InertUplink
 
 REPLY_S = 1.5
 TONE = (np.sin(np.arange(int(24000 * REPLY_S)) * 2 * np.pi * 440 / 24000) * 8000).astype("<i2").tobytes()
-
-
-class InertMic:
-    sample_rate_hz = 16000
-
-    def open(self, on_frame, on_error=None): pass
-
-    def check_stream(self): pass
-
-    def stats(self): return {}
-
-    def close(self): pass
-
-
-class InertUplink:
-    chunk_ms, frame_ms = 40, 20
-
-    def open_now(self): return []
-
-    def process_frames(self, frames): return []
 
 
 class ReadyTokens:
