@@ -20,19 +20,13 @@ from pivoice.audio.playback import PyAudioSpeaker
 from pivoice.controller import Controller
 from pivoice.realtime.scripted import ScriptedConnector, reply_events
 from pivoice.runtime import Runtime
-from support.controller_rig import SETTINGS, Key
-from support.runtime_fakes import InertUplink
+from support.controller_rig import SETTINGS
+from support.runtime_fakes import InertUplink, ReadyTokens
 
 
 def tone_pcm(seconds: float) -> bytes:
     t = np.arange(int(24000 * seconds)) / 24000
     return (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
-
-
-class ReadyTokens:
-    def request(self, on_ready, on_failed): on_ready(Key())
-
-    def status(self): return {"state": "ok"}
 
 
 class Notes:

@@ -15,19 +15,11 @@ from pivoice.audio.playback import WavSpeaker
 from pivoice.controller import Controller
 from pivoice.realtime.scripted import ScriptedConnector, reply_events
 from pivoice.runtime import Runtime
-from support.controller_rig import SETTINGS, Key
-from support.runtime_fakes import InertMic, InertUplink
+from support.controller_rig import SETTINGS
+from support.runtime_fakes import InertMic, InertUplink, ReadyTokens
 
 REPLY_S = 1.5
 TONE = (np.sin(np.arange(int(24000 * REPLY_S)) * 2 * np.pi * 440 / 24000) * 8000).astype("<i2").tobytes()
-
-
-class ReadyTokens:
-    def request(self, on_ready, on_failed):
-        on_ready(Key())
-
-    def status(self):
-        return {"state": "ok"}
 
 
 def loud_ms(path) -> float:

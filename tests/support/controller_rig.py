@@ -19,19 +19,13 @@ from pivoice import messages as m
 from pivoice.audio import codec
 from pivoice.controller import IDLE, Controller, Settings
 from pivoice.realtime.scripted import ScriptedConnector
+from support.runtime_fakes import Key
 
 SESSION = {"type": "realtime", "model": "gpt-realtime"}
 SETTINGS = Settings(session=SESSION, output_format="audio/pcm", manual_turns=False, interrupt_response=True,
                     half_duplex=True, idle_timeout_s=10, max_duration_s=600, connect_timeout_s=5,
                     reply_stall_s=10)
 PCM_100MS = b"\x01\x00" * 2400   # 100 ms of 24 kHz s16le
-
-
-class Key:
-    class value:   # noqa: N801 - shaped like tokens.EphemeralKey.value
-        @staticmethod
-        def reveal() -> str:
-            return "ek_rig_not_a_secret"
 
 
 class Rig:

@@ -24,7 +24,7 @@ from pivoice.audio.playback import WavSpeaker
 from pivoice.controller import Controller, Settings
 from pivoice.realtime.scripted import reply_events, session_created
 from pivoice.runtime import Runtime
-from support.runtime_fakes import InertMic, InertUplink
+from support.runtime_fakes import InertMic, InertUplink, ReadyTokens
 
 SESSION = {"type": "realtime", "model": "gpt-realtime"}
 # Short timers keep each row to a second or two; every one still fires for real.
@@ -45,21 +45,6 @@ def loud_ms(path: Path) -> float:
     with wave.open(str(path), "rb") as w:
         samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     return np.count_nonzero(np.abs(samples.astype(np.int32)) > 100) / 24.0
-
-
-class ReadyKey:
-    class value:   # noqa: N801 - shaped like tokens.EphemeralKey.value
-        @staticmethod
-        def reveal() -> str:
-            return "ek_fault_rig_not_a_secret"
-
-
-class ReadyTokens:
-    def request(self, on_ready, on_failed):
-        on_ready(ReadyKey())
-
-    def status(self):
-        return {"state": "ok"}
 
 
 class FaultRig:

@@ -33,3 +33,20 @@ class InertDownlink:
     def close(self): pass
 
     def device_first_sample_at(self): return None
+
+
+class Key:
+    class value:   # noqa: N801 - shaped like tokens.EphemeralKey.value
+        @staticmethod
+        def reveal() -> str:
+            return "ek_test_not_a_secret"
+
+
+class ReadyTokens:
+    """A token provider with a key always cached: a press connects at once."""
+
+    def request(self, on_ready, on_failed):
+        on_ready(Key())
+
+    def status(self):
+        return {"state": "ok"}
