@@ -40,14 +40,42 @@ class Latency:
 
 
 class Metrics:
+    """The runtime reports what happened (controller thread); the latencies are worked out here."""
+
     def __init__(self) -> None:
         self.press_at_s: float | None = None
+        self.delta_at_s: float | None = None          # when the delta being handled arrived off the socket
+        self._reply_delta_at_s: float | None = None   # ... the one that started the reply, until it is written
+        self._device_delta_at_s: float | None = None  # ... until the audio thread released its first sample
         self.press_to_first_append = Latency()
         self.delta_to_speaker = Latency()   # first reply delta -> its first sample written to the speaker
         self.delta_to_device = Latency()    # ... -> released by the speaker's audio thread to the device
         self.raw_capture_bytes = 0
         self.wire_audio_bytes = 0
         self.conversations = 0
+
+    def appended(self, payload_bytes: int, clock) -> None:
+        if self.press_at_s is not None:
+            self.press_to_first_append.add((clock() - self.press_at_s) * 1000)
+            self.press_at_s = None
+        self.wire_audio_bytes += payload_bytes
+
+    def reply_began(self) -> None:
+        self._reply_delta_at_s = self._device_delta_at_s = self.delta_at_s
+
+    def written_to_speaker(self, first_sample_at_s: float | None) -> None:
+        if self._reply_delta_at_s is not None and first_sample_at_s is not None:
+            self.delta_to_speaker.add((first_sample_at_s - self._reply_delta_at_s) * 1000)
+            self._reply_delta_at_s = None
+
+    def reached_device(self, device_first_sample_at) -> None:
+        """The audio thread stamps the first sample some ms after it was written: picked up once it has."""
+        if self._device_delta_at_s is None:
+            return
+        device_at_s = device_first_sample_at()
+        if device_at_s is not None:
+            self.delta_to_device.add((device_at_s - self._device_delta_at_s) * 1000)
+            self._device_delta_at_s = None
 
     def as_dict(self) -> dict:
         return {"press_to_first_append_ms": self.press_to_first_append.as_dict(),

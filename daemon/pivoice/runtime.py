@@ -74,9 +74,6 @@ class Runtime:
         self._generation = 0
         self._audio_open = False
         self._audio_opens = 0   # tags on_error reports, so a late one cannot end the next conversation
-        self._delta_at_s: float | None = None        # when the delta being handled arrived off the socket
-        self._reply_delta_at_s: float | None = None  # ... and the one that started the current reply
-        self._device_delta_at_s: float | None = None
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._stopped = threading.Event()
         self._thaw = threading.Event()   # only stop() sets it: ends a debug freeze
@@ -185,7 +182,7 @@ class Runtime:
                 return   # reported by a device we have closed since
             event = event.event
         if isinstance(event, m.AudioDelta):
-            self._delta_at_s = event.received_at_s or self._clock()
+            self.metrics.delta_at_s = event.received_at_s or self._clock()
         self._dispatch(event)
         self._after_dispatch()
 
@@ -197,27 +194,16 @@ class Runtime:
 
     def _after_dispatch(self) -> None:
         self._status = self.controller.snapshot()
-        if self._device_delta_at_s is not None:
-            # the audio thread stamps the first sample some ms after we wrote it; pick it up when it has
-            device_at = self._downlink.device_first_sample_at()
-            if device_at is not None:
-                self.metrics.delta_to_device.add((device_at - self._device_delta_at_s) * 1000)
-                self._device_delta_at_s = None
+        self.metrics.reached_device(self._downlink.device_first_sample_at)
 
     def _execute(self, action: object) -> None:
         if isinstance(action, m.SendAudio):
             if self._conn is not None:
-                if self.metrics.press_at_s is not None:
-                    self.metrics.press_to_first_append.add((self._clock() - self.metrics.press_at_s) * 1000)
-                    self.metrics.press_at_s = None
-                self.metrics.wire_audio_bytes += len(action.payload)
+                self.metrics.appended(len(action.payload), self._clock)
                 self._conn.send_audio(action.payload)
         elif isinstance(action, m.Play):
             self._downlink.play(action.payload)
-            first_sample_at = self._downlink.first_sample_at
-            if self._reply_delta_at_s is not None and first_sample_at is not None:
-                self.metrics.delta_to_speaker.add((first_sample_at - self._reply_delta_at_s) * 1000)
-                self._reply_delta_at_s = None
+            self.metrics.written_to_speaker(self._downlink.first_sample_at)
         elif isinstance(action, m.Send):
             if self._conn is not None:
                 self._conn.send(action.event)
@@ -243,7 +229,7 @@ class Runtime:
                 self._conn = None
         elif isinstance(action, m.BeginReply):
             self._downlink.begin_reply()
-            self._reply_delta_at_s = self._device_delta_at_s = self._delta_at_s   # the delta starting this reply
+            self.metrics.reply_began()
         elif isinstance(action, m.FinishReply):
             self._downlink.finish_reply()
         elif isinstance(action, m.StopPlayback):
