@@ -1,4 +1,4 @@
-"""The small edges: GPIO button (gpiozero MockFactory), control socket, Realtime URL/handshake errors."""
+"""The small edges: control socket, Realtime URL/handshake errors, start-up errors (the button: test_daemon_button.py)."""
 
 from __future__ import annotations
 
@@ -6,58 +6,11 @@ import json
 import os
 import socket
 import stat
-import threading
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
 from pivoice import control
-from pivoice.button import ButtonError, GpioButton, make_pin_factory
 from pivoice.realtime.session import error_detail, session_url
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory()
-    yield f
-    f.reset()
-
-
-def test_button_press_and_release_drive_the_callbacks(factory):
-    pressed, released = threading.Event(), threading.Event()
-    button = GpioButton("GPIO17", pull_up=True, bounce_time_s=None, pin_factory=factory,
-                        on_press=pressed.set, on_release=released.set)
-    try:
-        button.pin.drive_low()    # pull-up wiring: pressed connects the pin to ground
-        assert pressed.wait(2) and button.is_pressed
-        button.pin.drive_high()
-        assert released.wait(2) and not button.is_pressed
-    finally:
-        button.close()
-
-
-def test_pull_down_button_is_pressed_when_high(factory):
-    pressed = threading.Event()
-    button = GpioButton("27", pull_up=False, bounce_time_s=0.01, pin_factory=factory, on_press=pressed.set)
-    try:
-        button.pin.drive_high()
-        assert pressed.wait(2)
-    finally:
-        button.close()
-
-
-def test_bad_pin_and_unknown_factory_are_named(factory):
-    with pytest.raises(ButtonError, match="button.pin 'GPIO99'"):
-        GpioButton("GPIO99", pull_up=True, bounce_time_s=None, pin_factory=factory, on_press=lambda: None)
-    with pytest.raises(ButtonError, match="unknown gpiozero pin factory 'banana'.*mock"):
-        make_pin_factory("banana")
-    assert isinstance(make_pin_factory("mock"), MockFactory)
-
-
-def test_a_factory_that_cannot_start_here_names_the_key():
-    # `native` needs a Pi's board revision, which this machine (not a Pi) does not have
-    with pytest.raises(ButtonError, match=r"button.pin_factory 'native': gpiozero cannot use it here: .*revision"):
-        make_pin_factory("native")
 
 
 @pytest.fixture

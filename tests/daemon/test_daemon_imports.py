@@ -1,0 +1,126 @@
+"""The daemon's import set stays lean: what `pivoice run` imports, in a fresh interpreter.
+
+The subprocess follows `pivoice run` (cli.COMMANDS["run"] -> pivoice.app), loads a config with WAV
+devices and gpiozero's MockFactory and builds the daemon with app.build, which imports everything a
+press will use (PortAudio host, uplink, VAD, resampler, Realtime client, button). Nothing is started.
+
+`email` is the one listed module we cannot keep out: http.client (the token backend's HTTP, and
+websocket-client's handshake) imports email.parser and email.message, and importlib.metadata (which
+webrtcvad-wheels calls for its version, and gpiozero for its pin factories) imports email.message.
+So the test holds pivoice to exactly the email modules those two bring, no more.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import wave
+
+import pytest
+import yaml
+
+KEPT_OUT = ("starlette", "uvicorn", "httpx", "psycopg", "pydantic", "openai", "websockets", "anyio",
+            "pivoice.devserver", "pivoice.tokenserver", "pivoice.doctor", "pivoice.preflight", "http.server",
+            "asyncio")
+# Third-party distributions a daemon on a Pi needs, by top-level module (C-extension shims included).
+THIRD_PARTY = {"yaml", "_yaml", "numpy", "soxr", "webrtcvad", "_webrtcvad", "pyaudio", "gpiozero", "colorzero",
+               "websocket"}
+
+RUN_IMPORTS = textwrap.dedent("""
+    import importlib, json, os, sys, sysconfig
+    def rss_kib():
+        return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
+    at_start = set(sys.modules)
+    from pivoice import cli
+    app = importlib.import_module(cli.COMMANDS["run"][0])
+    after_import_kib = rss_kib()
+    from pivoice.config import load
+    daemon = app.build(load(sys.argv[1]))
+    daemon.discard()
+    site = sysconfig.get_paths()["purelib"]
+    third_party = sorted({name.split(".")[0] for name, module in list(sys.modules.items())
+                          if name not in at_start and (getattr(module, "__file__", None) or "").startswith(site)})
+    print(json.dumps({"modules": sorted(sys.modules), "third_party": third_party,
+                      "threads": len(os.listdir("/proc/self/task")),
+                      "rss_kib": {"import": after_import_kib, "built": rss_kib()}}))
+""")
+
+
+def run_python(code: str, *args: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def run_set(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("imports")
+    wav = work / "mic.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 160)
+    secret = work / "device-secret"
+    secret.write_text("s" * 43 + "\n")
+    secret.chmod(0o600)
+    config = {
+        "button": {"pin": "GPIO17", "pin_factory": "mock"},
+        "control": {"socket_path": str(work / "control.sock")},
+        "audio": {"input": {"device": f"wav:{wav}"}, "output": {"device": f"wav:{work / 'reply.wav'}"}},
+        "realtime": {"url": "ws://127.0.0.1:9/v1/realtime"},
+        "tokens": {"backend_url": "http://127.0.0.1:9", "device_id": "kitchen", "secret_file": str(secret)},
+    }
+    path = work / "pivoice.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return run_python(RUN_IMPORTS, str(path))
+
+
+def test_run_imports_nothing_from_the_servers_sdks_or_doctor(run_set):
+    modules = run_set["modules"]
+    assert "pivoice.app" in modules and "pivoice.button" in modules   # the measurement did import the daemon
+    leaked = sorted(m for m in modules if any(m == name or m.startswith(name + ".") for name in KEPT_OUT))
+    assert leaked == []
+
+
+def test_run_pulls_in_only_the_third_party_packages_a_pi_needs(run_set):
+    third_party = set(run_set["third_party"])
+    assert {"numpy", "soxr", "gpiozero", "websocket", "yaml"} <= third_party
+    assert third_party <= THIRD_PARTY, sorted(third_party - THIRD_PARTY)
+
+
+def test_email_comes_only_with_http_client_and_importlib_metadata(run_set):
+    needed = run_python("import http.client, importlib.metadata, json, sys; "
+                        "print(json.dumps({'modules': sorted(sys.modules)}))")["modules"]
+    email_of = lambda modules: {m for m in modules if m == "email" or m.startswith("email.")}   # noqa: E731
+    assert email_of(run_set["modules"]) <= email_of(needed), sorted(email_of(run_set["modules"]) - email_of(needed))
+
+
+def test_building_the_daemon_starts_no_thread_but_numpys_blas_pool(run_set):
+    # Nothing runs until start(); OpenBLAS (loaded with numpy) keeps nproc-1 workers, capped by
+    # OPENBLAS_NUM_THREADS, asleep unless a matrix product wakes them (pivoice never does one).
+    blas = run_python("import numpy, os, json; print(json.dumps({'threads': len(os.listdir('/proc/self/task'))}))")
+    assert run_set["threads"] == blas["threads"]
+
+
+@pytest.mark.parametrize("command,kept_out", [
+    ("ctl", ("yaml", "numpy", "gpiozero", "websocket", "pivoice.app", "pivoice.config")),
+    ("devices", ("numpy", "gpiozero", "websocket", "yaml", "pivoice.app")),
+])
+def test_small_subcommands_do_not_load_the_daemon(command, kept_out):
+    modules = run_python(textwrap.dedent(f"""
+        import importlib, json, sys
+        from pivoice import cli
+        importlib.import_module(cli.COMMANDS[{command!r}][0])
+        print(json.dumps({{"modules": sorted(sys.modules)}}))
+    """))["modules"]
+    assert "pivoice.cli" in modules
+    assert [m for m in modules if m.split(".")[0] in kept_out or m in kept_out] == []
+
+
+def test_the_command_line_alone_imports_no_subcommand():
+    modules = run_python("import json, sys; from pivoice import cli; "
+                         "print(json.dumps({'modules': sorted(sys.modules)}))")["modules"]
+    assert sorted(m for m in modules if m.startswith("pivoice")) == ["pivoice", "pivoice.cli"]
