@@ -46,8 +46,8 @@ def build_mic(cfg: Config, portaudio):
     from pivoice.audio.capture import PyAudioMic, WavMic
     inp = cfg.audio.input
     if inp.device.startswith(WAV_PREFIX):
-        return WavMic(inp.device[len(WAV_PREFIX):], frame_ms=inp.frame_ms)
-    return PyAudioMic(inp.device, inp.sample_rate_hz, inp.frame_ms, portaudio=portaudio)
+        return WavMic(inp.device[len(WAV_PREFIX):], frame_ms=inp.frame_ms, block_ms=inp.block_ms)
+    return PyAudioMic(inp.device, inp.sample_rate_hz, inp.frame_ms, block_ms=inp.block_ms, portaudio=portaudio)
 
 
 def build_speaker(cfg: Config, portaudio):

@@ -43,6 +43,7 @@ class InputConfig:
     device: str              # "default", a device-name substring, or "wav:PATH"
     sample_rate_hz: int | None
     frame_ms: int
+    block_ms: int            # audio per read after the first frame: the mic thread wakes once per block
 
 
 @dataclass(frozen=True)
@@ -142,14 +143,17 @@ def _read_audio(sec: Section) -> AudioConfig:
         device=_read_device(inp, "device"),
         sample_rate_hz=inp.int("sample_rate_hz", None, nullable=True, min=8000, max=192000),
         frame_ms=inp.int("frame_ms", 20, choices=(10, 20, 30)),
+        block_ms=inp.int("block_ms", 100, min=10, max=500),
     )
+    if input_cfg.block_ms % input_cfg.frame_ms:
+        raise inp.error("block_ms", f"{input_cfg.block_ms} is not a multiple of frame_ms ({input_cfg.frame_ms})")
     inp.done()
     out = sec.section("output")
     output_cfg = OutputConfig(
         device=_read_device(out, "device"),
         sample_rate_hz=out.int("sample_rate_hz", None, nullable=True, min=8000, max=192000),
         prime_ms=out.int("prime_ms", 60, min=0, max=1000),
-        buffer_ms=out.int("buffer_ms", 20, min=5, max=200),
+        buffer_ms=out.int("buffer_ms", 40, min=5, max=200),
     )
     out.done()
     gate = sec.section("gate")
@@ -160,7 +164,7 @@ def _read_audio(sec: Section) -> AudioConfig:
         trailing_margin_ms=gate.int("trailing_margin_ms", 300, min=0, max=5000),
     )
     gate.done()
-    audio = AudioConfig(input_cfg, output_cfg, gate_cfg, chunk_ms=sec.int("chunk_ms", 40, min=10, max=1000))
+    audio = AudioConfig(input_cfg, output_cfg, gate_cfg, chunk_ms=sec.int("chunk_ms", 100, min=10, max=1000))
     sec.done()
     return audio
 

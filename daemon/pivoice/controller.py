@@ -9,6 +9,10 @@ This module holds the phases, the button, the connection, the local audio and
 the timers; `controller_reply.py` holds the reply (server events, reply audio,
 playback, and ending after a server close or stall). Every end goes through
 `_end` with an `ends.End`: a code, a reason and a level.
+
+Mic audio itself never passes through here: the mic thread sends it
+(audio/sendpath.py) along the route this controller sets with `RouteMic`,
+worked out from its state after every event (`mic_route`).
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from pivoice.controller_reply import ACTIVE, CONNECTING, DRAINING, IDLE, ReplyRu
 from pivoice.ends import End
 
 __all__ = ["ACTIVE", "CONNECTING", "DRAINING", "IDLE", "Controller", "Settings"]
-# Before the socket opens we keep the audio; past this much we drop the oldest (the press was long ago).
-MAX_PENDING_MS = 30_000
 TOKEN_RETRY_S = 1.0
+# Mic routes (audio/sendpath.py): keep while connecting, send to the session, or drop.
+BUFFER, SEND, DROP = "buffer", "send", "drop"
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,28 @@ class Controller(ReplyRules):
         self.last_end_reason: str | None = None
         self.last_end_code: str | None = None
         self.now_s = 0.0
+        self.route = DROP   # the mic route last announced with RouteMic
         self._reset()
 
     def handle(self, event: object, now_s: float) -> list:
         self.now_s = now_s
         handler = getattr(self, "_on_" + type(event).__name__, None)
-        return handler(event) if handler else []
+        actions = handler(event) if handler else []
+        route = self.mic_route()
+        if route != self.route:
+            self.route = route
+            # muting takes effect before anything else the event caused; sending after (a session first)
+            actions = [m.RouteMic(route), *actions] if route == DROP else [*actions, m.RouteMic(route)]
+        return actions
+
+    def mic_route(self) -> str:
+        """Where mic audio goes now: kept until the session opens, then sent, except while the reply
+        plays in half duplex (the mic would send the reply back to the server) and outside a session."""
+        if self.phase == CONNECTING:
+            return BUFFER
+        if self.phase == ACTIVE and not (self.s.half_duplex and self.playing):
+            return SEND
+        return DROP
 
     def snapshot(self) -> dict:
         return {
@@ -72,8 +92,6 @@ class Controller(ReplyRules):
     def _reset(self) -> None:
         self.phase = IDLE
         self.started_s = self.last_activity_s = self.now_s
-        self.pending: list[m.Chunk] = []
-        self.pending_ms = 0.0
         self.pending_commit = False
         self.token_retry_at_s: float | None = None
         self.dialing = False            # a key arrived and Connect was issued; later token answers are stale
@@ -140,14 +158,13 @@ class Controller(ReplyRules):
             return []
         self.phase = ACTIVE
         self.opened_s = self.now_s
+        # the audio kept while connecting goes out after session.update and before a pending commit
+        self.route = self.mic_route()
         actions: list = [m.Note("connected", "connected to the Realtime session"),
-                         self._event("session.update", session=self.s.session)]
-        actions += [m.SendAudio(c.payload) for c in self.pending]
-        if self.pending:
-            actions.append(m.Note("flushed", f"sent {self.pending_ms:.0f} ms captured while connecting"))
+                         self._event("session.update", session=self.s.session), m.RouteMic(self.route)]
         if self.pending_commit:
             actions += self._manual_turn_end()
-        self.pending, self.pending_ms, self.pending_commit = [], 0.0, False
+        self.pending_commit = False
         return actions
 
     def _on_SocketClosed(self, ev: m.SocketClosed) -> list:
@@ -168,19 +185,6 @@ class Controller(ReplyRules):
         return self._end(End(ends.AUDIO_FAILED, f"audio device error: {ev.reason}", ends.ERROR))
 
     # ---- local audio --------------------------------------------------------------
-
-    def _on_Chunk(self, ev: m.Chunk) -> list:
-        if self.phase == CONNECTING:
-            self.pending.append(ev)
-            self.pending_ms += ev.duration_ms
-            while self.pending_ms > MAX_PENDING_MS:
-                self.pending_ms -= self.pending.pop(0).duration_ms
-            return []
-        if self.phase != ACTIVE:
-            return []
-        if self.s.half_duplex and self.playing:
-            return []   # muted: the mic would send the reply back to the server
-        return [m.SendAudio(ev.payload)]
 
     def _on_SpeechStarted(self, ev: m.SpeechStarted) -> list:
         if self.phase == IDLE:
@@ -228,7 +232,8 @@ class Controller(ReplyRules):
             return self._finish_session(End(ends.STALLED, "server stopped answering mid-reply "
                                             f"(nothing for {self.s.reply_stall_s:.0f} s)", ends.WARNING))
         busy = self.playing or self.response_id is not None or self.user_speaking
-        if not busy and self.now_s - self.last_activity_s >= self.s.idle_timeout_s:
+        # an unacknowledged session ends as such (above), never as "idle", whichever deadline a tick sees first
+        if not busy and self.acknowledged and self.now_s - self.last_activity_s >= self.s.idle_timeout_s:
             return self._end(End(ends.IDLE, f"no speech for {self.s.idle_timeout_s:.0f} s"))
         return []
 

@@ -89,7 +89,9 @@ class SpeechEnded:
 
 @dataclass(frozen=True)
 class Chunk:
-    payload: bytes = field(repr=False)   # wire-format audio ready for input_audio_buffer.append
+    """Wire-format audio ready for input_audio_buffer.append; stays on the mic thread (audio/sendpath.py)."""
+
+    payload: bytes = field(repr=False)
     duration_ms: float
 
 
@@ -151,8 +153,10 @@ class Send:
 
 
 @dataclass(frozen=True)
-class SendAudio:
-    payload: bytes = field(repr=False)
+class RouteMic:
+    """Where the mic thread sends its chunks from now on: "buffer", "send" or "drop" (audio/sendpath.py)."""
+
+    route: str
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 Edge threads (PortAudio, gpiozero, WebSocket reader, token refresh, control
 socket) only put events on `events`. This thread takes them one at a time,
-runs mic frames through the uplink DSP, feeds the controller and executes the
-actions it returns. It is the only thread that touches the controller, the
+feeds the controller and executes the actions it returns. Mic audio does not
+come through here: the mic thread runs the uplink DSP and sends the chunks
+itself (audio/sendpath.py) along the route the controller sets, so this thread
+sleeps while the user talks. It is the only thread that touches the controller, the
 uplink, the downlink and the session's send side. Under systemd's watchdog it is
 also the thread that sends WATCHDOG=1, so a controller stuck in a handler stops
 the pings and systemd restarts the daemon.
@@ -21,14 +23,17 @@ from typing import Callable
 
 from pivoice import errors
 from pivoice import messages as m
-from pivoice.audio.batcher import MicBatcher, MicFrames
+from pivoice.audio.sendpath import SendPath
 from pivoice.controller import IDLE, Controller
 from pivoice.metrics import Metrics
+from pivoice.osthread import name_this_thread
 from pivoice.reload import RetireRequest
 from pivoice.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 TICK_S = 0.1
+# A due tick rides on the next event; it wakes the thread on its own only after this much more.
+TICK_GRACE_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class Runtime:
         self.events: queue.Queue = queue.Queue()
         self._mic = mic
         self._uplink_factory = uplink_factory
-        self._uplink = None
+        self._path: SendPath | None = None
         self._downlink = downlink
         self._tokens = tokens
         self._connector = connector
@@ -121,6 +126,7 @@ class Runtime:
     # ---- controller thread ---------------------------------------------------------
 
     def _run(self) -> None:
+        name_this_thread("controller")
         next_tick = self._clock() + TICK_S
         next_ping = self._clock()
         while not self._stopped.is_set():
@@ -131,13 +137,15 @@ class Runtime:
             # Idle, no timer can fire: sleep until an event (or the next watchdog ping) instead of
             # waking 10 times a second (a device is idle most of the day).
             idle = self.controller.phase == IDLE
-            wake_at = None if idle else next_tick
+            # A due tick rides on the next event instead of waking this thread on its own (timers
+            # are seconds long; 0.4 s resolution is plenty).
+            wake_at = None if idle else next_tick + TICK_GRACE_S
             if self._watchdog_interval_s is not None:
                 wake_at = next_ping if wake_at is None else min(wake_at, next_ping)
             try:
                 event = self.events.get(timeout=None if wake_at is None else max(0.0, wake_at - now))
             except queue.Empty:
-                if idle or self._clock() < next_tick:
+                if idle or self._clock() < next_tick + TICK_GRACE_S:
                     continue   # woken only to ping the watchdog
                 event = m.Tick()
             if isinstance(event, _Freeze):
@@ -162,17 +170,6 @@ class Runtime:
         self._close_audio()
 
     def _route(self, event: object) -> None:
-        if isinstance(event, MicFrames):
-            if self._uplink is None:
-                return
-            self.metrics.raw_capture_bytes += sum(map(len, event.frames))
-            changed = False
-            for item in self._uplink.process_frames(event.frames):
-                self._dispatch(item)
-                changed = changed or not isinstance(item, m.Chunk)   # a chunk changes no status field
-            if changed:
-                self._after_dispatch()
-            return
         if isinstance(event, _FromConnection):
             if event.generation != self._generation:
                 return   # a late event from a connection we already dropped
@@ -197,10 +194,10 @@ class Runtime:
         self.metrics.reached_device(self._downlink.device_first_sample_at)
 
     def _execute(self, action: object) -> None:
-        if isinstance(action, m.SendAudio):
-            if self._conn is not None:
-                self.metrics.appended(len(action.payload), self._clock)
-                self._conn.send_audio(action.payload)
+        if isinstance(action, m.RouteMic):
+            flushed_ms = self._path.route(action.route) if self._path is not None else 0.0
+            if flushed_ms:
+                self._note(m.Note("flushed", f"sent {flushed_ms:.0f} ms captured while connecting"))
         elif isinstance(action, m.Play):
             self._downlink.play(action.payload)
             self.metrics.written_to_speaker(self._downlink.first_sample_at)
@@ -222,8 +219,12 @@ class Runtime:
             generation = self._generation
             self._conn = self._connector.connect(
                 action.key.value.reveal(), lambda ev: self.post(_FromConnection(generation, ev)))
+            if self._path is not None:
+                self._path.attach(self._conn)
         elif isinstance(action, m.Disconnect):
             self._generation = next(self._generations)
+            if self._path is not None:
+                self._path.attach(None)
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -243,15 +244,11 @@ class Runtime:
         self._audio_open = True
         self._audio_opens += 1
         try:
-            batcher = MicBatcher(self.events.put)
-            self._mic.open(batcher, self._on_audio_error("mic"))
-            self._uplink = self._uplink_factory(self._mic.sample_rate_hz)
-            chunk_ms, frame_ms = self._uplink.chunk_ms, self._uplink.frame_ms
-            if chunk_ms % frame_ms == 0:   # otherwise a group would hold a completed chunk back
-                batcher.batch = chunk_ms // frame_ms
+            path = self._path = SendPath(self.events.put, self.metrics, self._clock)
+            self._mic.open(path.on_frames, self._on_audio_error("mic"))
             self._downlink.open(lambda: self.events.put(m.PlaybackDrained()), self._on_audio_error("speaker"))
-            for item in self._uplink.open_now():   # the press means speech is coming: stream from now
-                self._dispatch(item)
+            for event in path.begin(self._uplink_factory(self._mic.sample_rate_hz)):   # the gate opens now
+                self._dispatch(event)
         except Exception as exc:   # a USB device unplugged since start-up, a busy ALSA device, ...
             self._dispatch(m.AudioFailed(str(exc)))
 
@@ -279,7 +276,7 @@ class Runtime:
                 close()
             except Exception:
                 log.exception("error while closing an audio device")
-        self._uplink = None
+        self._path = None
         self.metrics.press_at_s = None
 
     def _note(self, note: m.Note) -> None:

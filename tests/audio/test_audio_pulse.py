@@ -21,12 +21,12 @@ pytestmark = pytest.mark.pulse
 def test_mic_captures_speech_fed_through_pulse_and_the_gate_detects_it(pulse_rig, speech_wav):
     frames, lock = [], threading.Lock()
 
-    def on_frame(frame):
+    def on_frames(block):
         with lock:
-            frames.append(frame)
+            frames.extend(block)
 
     mic = PyAudioMic("default", 16000, 20)
-    mic.open(on_frame)
+    mic.open(on_frames)
     try:
         time.sleep(0.3)
         feeder = pulse_rig.feed(speech_wav)
@@ -55,7 +55,7 @@ def test_mic_resamples_to_a_rate_the_rig_does_not_run_at(pulse_rig, tmp_path):
     short = make_speech_wav(tmp_path / "hello.wav", "Hello there", lead_silence_s=0.3, tail_silence_s=0.4)
     frames = []
     mic = PyAudioMic("pulse", 48000, 20)
-    mic.open(frames.append)
+    mic.open(frames.extend)
     try:
         feeder = pulse_rig.feed(short)
         assert feeder.wait(15) == 0

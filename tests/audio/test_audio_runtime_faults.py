@@ -7,6 +7,7 @@ the scripted Realtime peer; then fakes for the runtime's bookkeeping (a late rep
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -22,6 +23,9 @@ from pivoice.realtime.scripted import ScriptedConnector, reply_events
 from pivoice.runtime import Runtime
 from support.controller_rig import SETTINGS
 from support.runtime_fakes import InertUplink, ReadyTokens
+
+# PortAudio's own words for the error vary ("Unanticipated host error", "Stream closed", ...)
+DEAD = r"\[Errno -\d+\] [^()]+ \(device unplugged, sound server gone or driver error\)"
 
 
 def tone_pcm(seconds: float) -> bytes:
@@ -87,12 +91,11 @@ def test_speaker_unplugged_mid_reply_ends_the_conversation_at_warning(pulse_runt
     end = notes.wait("ended")
     took_s = time.monotonic() - killed_at
     assert end.level == "warning"
-    assert end.text == ("conversation ended: speaker stopped: output 'default': stream no longer running "
-                        "(device unplugged, sound server gone or driver error)")
+    assert re.fullmatch(f"conversation ended: speaker stopped: output 'default': writing failed: {DEAD}", end.text)
     status = runtime.status()
     assert (status["state"], status["playing"], status["last_end_code"]) == ("idle", False, "audio_failed")
     assert status["audio"]["speaker"]["stream_errors"] == 1
-    assert status["audio"]["speaker"]["last_error"].startswith("output 'default': stream no longer running")
+    assert status["audio"]["speaker"]["last_error"].startswith("output 'default': writing failed: ")
     assert took_s < 1.0, f"ended {took_s:.2f} s after the stream died"   # the 4 s reply would still be playing
     print(f"speaker killed -> conversation ended in {took_s * 1000:.0f} ms")
     assert_next_press_works(runtime, peer, notes, 2)
@@ -109,14 +112,12 @@ def test_mic_unplugged_mid_conversation_ends_it_at_warning(pulse_runtime, pulse_
     pulse_cli.kill_our_stream("source-output")
     end = notes.wait("ended")
     took_s = time.monotonic() - killed_at
-    assert end.level == "warning" and end.text == (
-        "conversation ended: mic stopped: input 'default': stream no longer running "
-        "(device unplugged, sound server gone or driver error)")
+    assert end.level == "warning"
+    assert re.fullmatch(f"conversation ended: mic stopped: input 'default': reading failed: {DEAD}", end.text)
     assert runtime.status()["last_end_code"] == "audio_failed" and took_s < 1.0
     assert runtime.status()["audio"]["mic"] == {
         "device": "default", "overflows": runtime.status()["audio"]["mic"]["overflows"], "stream_errors": 1,
-        "last_error": "input 'default': stream no longer running (device unplugged, sound server gone or "
-                      "driver error)"}
+        "last_error": end.text.removeprefix("conversation ended: mic stopped: ")}
     print(f"mic killed -> conversation ended in {took_s * 1000:.0f} ms")
     assert_next_press_works(runtime, peer, notes, 2)
 
@@ -133,7 +134,7 @@ class FakeMic:
         self.dead = False
         self.checks = 0
 
-    def open(self, on_frame, on_error=None):
+    def open(self, on_frames, on_error=None):
         self.on_errors.append(on_error)
 
     def check_stream(self):
@@ -175,7 +176,7 @@ def test_the_tick_runs_the_watchdog_only_in_a_conversation_and_a_late_report_is_
         assert mic.checks == 0                      # idle: no tick, no check
         runtime.post(m.Press())
         peer.wait_for_connection(1)
-        wait_until(lambda: mic.checks >= 3)         # ~10 per second while the conversation lasts
+        wait_until(lambda: mic.checks >= 3)         # on every tick while the conversation lasts
         mic.dead = True
         end = notes.wait("ended")
         assert (end.level, end.text) == ("warning", "conversation ended: mic stopped: input 'fake': stream "

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from pivoice import messages as m
-from pivoice.controller import ACTIVE, CONNECTING, IDLE, MAX_PENDING_MS, Controller, Settings
+from pivoice.controller import ACTIVE, CONNECTING, IDLE, Controller, Settings
 
 SESSION = {"type": "realtime", "model": "gpt-realtime"}
 BASE = Settings(session=SESSION, output_format="audio/pcm", manual_turns=False, interrupt_response=True,
@@ -23,8 +23,10 @@ def kinds(actions):
             out.append(("Send", tuple(sorted(fields.items()))))
         elif isinstance(a, m.Note):
             out.append(("Note", a.kind))
-        elif isinstance(a, m.SendAudio) or isinstance(a, m.Play):
+        elif isinstance(a, m.Play):
             out.append((type(a).__name__, len(a.payload)))
+        elif isinstance(a, m.RouteMic):
+            out.append(("RouteMic", a.route))
         else:
             out.append((type(a).__name__,))
     return out
@@ -52,12 +54,11 @@ def speaking(ctrl, t=1.0, response_id="resp_1"):
 
 
 @pytest.mark.parametrize("event,expected", [
-    (m.Press(), [("Note", "pressed"), ("RequestToken",), ("OpenAudio",)]),
+    (m.Press(), [("Note", "pressed"), ("RequestToken",), ("OpenAudio",), ("RouteMic", "buffer")]),
     (m.Release(), []),
     (m.Tick(), []),
     (m.SocketOpened(), []),
     (m.ServerEvent({"type": "response.created"}), []),
-    (m.Chunk(PCM_100MS, 100), []),
     (m.SocketClosed(1000, "bye"), []),
 ])
 def test_idle_table(event, expected):
@@ -65,36 +66,27 @@ def test_idle_table(event, expected):
     assert kinds(ctrl.handle(event, 0.0)) == expected
 
 
-def test_press_connect_flush_buffered_audio_in_order():
+def test_mic_audio_is_kept_while_connecting_and_sent_after_session_update():
     ctrl = Controller(BASE)
-    run(ctrl, [(0.0, m.Press()), (0.01, m.SpeechStarted()), (0.02, m.Chunk(b"a" * 10, 5)),
-               (0.03, m.Chunk(b"b" * 20, 5))])
+    assert kinds(ctrl.handle(m.Press(), 0.0))[-1] == ("RouteMic", "buffer")
+    assert kinds(ctrl.handle(m.SpeechStarted(), 0.01)) == [("Note", "local_speech_start")]
     assert kinds(ctrl.handle(m.TokenReady(KEY), 0.04)) == [("Note", "token"), ("Connect",)]
     actions = ctrl.handle(m.SocketOpened(), 0.05)
-    assert kinds(actions) == [("Note", "connected"), ("Send", (("type", "session.update"),)),
-                              ("SendAudio", 10), ("SendAudio", 20), ("Note", "flushed")]
+    # the mic thread flushes what it kept when told "send": after session.update, never before
+    assert kinds(actions) == [("Note", "connected"), ("Send", (("type", "session.update"),)), ("RouteMic", "send")]
     assert actions[1].event["session"] == SESSION
-    assert [a.payload for a in actions if isinstance(a, m.SendAudio)] == [b"a" * 10, b"b" * 20]
-    assert kinds(ctrl.handle(m.Chunk(b"c", 5), 0.06)) == [("SendAudio", 1)]
-
-
-def test_pending_audio_is_bounded_dropping_oldest():
-    ctrl = Controller(BASE)
-    ctrl.handle(m.Press(), 0.0)
-    for i in range(int(MAX_PENDING_MS / 100) + 5):
-        ctrl.handle(m.Chunk(bytes([i % 256]), 100), 0.0)
-    assert ctrl.pending_ms <= MAX_PENDING_MS
-    assert ctrl.pending[0].payload == bytes([5])
+    assert ctrl.handle(m.ServerEvent({"type": "session.created"}), 0.06) == []   # no route change: nothing
 
 
 @pytest.mark.parametrize("event,expected_phase,expected", [
     (m.TokenFailed("unauthorized", "401 from backend", retryable=False), IDLE,
-     [("Disconnect",), ("CloseAudio",), ("Note", "ended")]),
+     [("RouteMic", "drop"), ("Disconnect",), ("CloseAudio",), ("Note", "ended")]),
     (m.TokenFailed("backend_unreachable", "refused", retryable=True), CONNECTING, [("Note", "token")]),
     (m.SocketClosed(None, "handshake refused with HTTP 401"), IDLE,
-     [("Disconnect",), ("CloseAudio",), ("Note", "ended")]),
-    (m.Press(), IDLE, [("Disconnect",), ("CloseAudio",), ("Note", "ended")]),
-    (m.AudioFailed("no input device 'usb'"), IDLE, [("Disconnect",), ("CloseAudio",), ("Note", "ended")]),
+     [("RouteMic", "drop"), ("Disconnect",), ("CloseAudio",), ("Note", "ended")]),
+    (m.Press(), IDLE, [("RouteMic", "drop"), ("Disconnect",), ("CloseAudio",), ("Note", "ended")]),
+    (m.AudioFailed("no input device 'usb'"), IDLE,
+     [("RouteMic", "drop"), ("Disconnect",), ("CloseAudio",), ("Note", "ended")]),
 ])
 def test_connecting_table(event, expected_phase, expected):
     ctrl = Controller(BASE)
@@ -130,7 +122,7 @@ def test_connect_timeout():
 
 def test_reply_plays_then_finishes_when_drained_after_done():
     ctrl = active()
-    assert kinds(speaking(ctrl)) == [("BeginReply",), ("Note", "reply_audio"), ("Play", 4800)]
+    assert kinds(speaking(ctrl)) == [("RouteMic", "drop"), ("BeginReply",), ("Note", "reply_audio"), ("Play", 4800)]
     assert kinds(ctrl.handle(m.AudioDelta("resp_1", "item_a", 0, PCM_100MS), 1.1)) == [("Play", 4800)]
     assert ctrl.reply_received_ms == pytest.approx(200)
     # drained while the response is still open: an underrun, still speaking
@@ -138,17 +130,16 @@ def test_reply_plays_then_finishes_when_drained_after_done():
     ctrl.handle(m.AudioDelta("resp_1", "item_a", 0, PCM_100MS), 1.3)
     assert kinds(ctrl.handle(m.ServerEvent({"type": "response.done", "response": {"id": "resp_1"}}), 1.4)) == \
         [("Note", "response_done")]
-    assert kinds(ctrl.handle(m.PlaybackDrained(), 1.6)) == [("Note", "reply_played")]
+    assert kinds(ctrl.handle(m.PlaybackDrained(), 1.6)) == [("Note", "reply_played"), ("RouteMic", "send")]
     assert not ctrl.playing and ctrl.phase == ACTIVE
 
 
 def test_half_duplex_mutes_uplink_while_playing_full_duplex_does_not():
     ctrl = active()
-    speaking(ctrl)
-    assert ctrl.handle(m.Chunk(b"x", 20), 1.1) == []
+    assert ctrl.mic_route() == "send"
+    assert kinds(speaking(ctrl))[0] == ("RouteMic", "drop") and ctrl.mic_route() == "drop"
     ctrl = active(replace(BASE, half_duplex=False))
-    speaking(ctrl)
-    assert kinds(ctrl.handle(m.Chunk(b"x", 20), 1.1)) == [("SendAudio", 1)]
+    assert not any(isinstance(a, m.RouteMic) for a in speaking(ctrl)) and ctrl.mic_route() == "send"
 
 
 def test_button_barge_in_stops_cancels_and_truncates_to_what_was_heard():
@@ -161,7 +152,7 @@ def test_button_barge_in_stops_cancels_and_truncates_to_what_was_heard():
     assert kinds(ctrl.handle(m.PlaybackStopped(played_ms=130), 1.1)) == [
         ("Send", (("audio_end_ms", 130), ("content_index", 0), ("item_id", "item_a"),
                   ("type", "conversation.item.truncate"))),
-        ("Note", "truncated")]
+        ("Note", "truncated"), ("RouteMic", "send")]   # the speaker is quiet: the mic is heard again
     # deltas of the cancelled response still in flight are dropped
     assert ctrl.handle(m.AudioDelta("resp_1", "item_a", 0, PCM_100MS), 1.2) == []
     # a press right after the interrupt ends the conversation, even before response.done arrives
@@ -193,7 +184,8 @@ def test_voice_is_ignored_for_barge_in_when_half_duplex():
 
 def test_press_while_listening_ends_conversation():
     ctrl = active()
-    assert kinds(ctrl.handle(m.Press(), 2.0)) == [("Disconnect",), ("CloseAudio",), ("Note", "ended")]
+    assert kinds(ctrl.handle(m.Press(), 2.0)) == [("RouteMic", "drop"), ("Disconnect",), ("CloseAudio",),
+                                                  ("Note", "ended")]
     assert ctrl.phase == IDLE
     # and the next press starts a new one
     assert ("RequestToken",) in kinds(ctrl.handle(m.Press(), 3.0))
@@ -216,9 +208,9 @@ def test_manual_turns_commit_and_create_response_after_local_speech_end():
 
 def test_manual_turn_ending_before_the_socket_opens_commits_after_the_flush():
     ctrl = Controller(replace(BASE, manual_turns=True))
-    run(ctrl, [(0.0, m.Press()), (0.1, m.Chunk(b"a", 100)), (0.2, m.SpeechEnded()), (0.3, m.TokenReady(KEY))])
+    run(ctrl, [(0.0, m.Press()), (0.1, m.SpeechStarted()), (0.2, m.SpeechEnded()), (0.3, m.TokenReady(KEY))])
     assert kinds(ctrl.handle(m.SocketOpened(), 0.4))[-3:] == [
-        ("Note", "flushed"), ("Send", (("type", "input_audio_buffer.commit"),)),
+        ("RouteMic", "send"), ("Send", (("type", "input_audio_buffer.commit"),)),
         ("Send", (("type", "response.create"),))]
 
 

@@ -11,7 +11,7 @@ from support.controller_rig import PCM_100MS, Key, Rig
 def test_records_the_daemons_events_in_wire_order_barge_in_truncates_before_cancelling():
     rig = Rig()
     rig.handle(m.Press(), 0.0)
-    rig.handle(m.Chunk(b"\x00\x01", 20), 0.005)   # captured while connecting: flushed after session.update
+    rig.mic_chunks(b"\x00\x01")                  # captured while connecting: flushed after session.update
     rig.handle(m.TokenReady(Key()), 0.01)
     conn = rig.conn
     conn.play_all(reply_events("resp_1", "item_1", PCM_100MS * 5, done=False))

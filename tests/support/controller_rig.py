@@ -1,7 +1,8 @@
 """A Controller driven the way the runtime drives it, with a clock the test moves.
 
 Actions are executed in order, right after the `handle` call that returned them (as the runtime
-does): sends go to the connection, `Play` payloads are decoded like the speaker path decodes them
+does): sends go to the connection, mic chunks (`mic_chunks`) take the real send path
+(audio/sendpath.py) along the routes the controller sets, `Play` payloads are decoded like the speaker path decodes them
 (so audio the speaker could not take fails the test), `StopPlayback` answers with
 `PlaybackStopped` at once. Connection events (from the scripted peer on this thread, or a real
 connection's reader thread) queue up and are handled in order by `pump()`, which runs at once
@@ -17,7 +18,9 @@ import threading
 
 from pivoice import messages as m
 from pivoice.audio import codec
+from pivoice.audio.sendpath import SendPath
 from pivoice.controller import IDLE, Controller, Settings
+from pivoice.metrics import Metrics
 from pivoice.realtime.scripted import ScriptedConnector
 from support.runtime_fakes import Key
 
@@ -28,13 +31,23 @@ SETTINGS = Settings(session=SESSION, output_format="audio/pcm", manual_turns=Fal
 PCM_100MS = b"\x01\x00" * 2400   # 100 ms of 24 kHz s16le
 
 
+class ChunkUplink:
+    """An uplink whose "frames" already are wire chunks of 20 ms: the DSP is not under test here."""
+
+    def open_now(self) -> list:
+        return []
+
+    def process_frames(self, frames: list[bytes]) -> list:
+        return [m.Chunk(frame, 20) for frame in frames]
+
+
 class Rig:
     """Test thread only (a real connection's reader thread only puts on `inbox`)."""
 
     def __init__(self, settings: Settings = SETTINGS, connector=None):
         self.ctrl = Controller(settings)
         self.fmt = settings.output_format
-        self.peer = connector if connector is not None else ScriptedConnector()
+        self.peer = connector if connector is not None else ScriptedConnector(clock=lambda: self.now_s)
         self.inbox: queue.Queue = queue.Queue()
         self.now_s = 0.0
         self.conn = None
@@ -46,6 +59,7 @@ class Rig:
         self.handled: Counter = Counter()   # connection events handled, by type name
         self._owner = threading.get_ident()
         self._busy = False
+        self.path: SendPath | None = None
 
     # ---- driving ----
 
@@ -82,6 +96,11 @@ class Rig:
                 finally:
                     self._busy = False
 
+    def mic_chunks(self, *chunks: bytes) -> None:
+        """Chunks from the mic thread (run on this thread): sent, kept or dropped as routed."""
+        if self.path is not None:
+            self.path.on_frames(list(chunks))
+
     def start(self, at_s: float = 0.0) -> None:
         """Press and get a key: the scripted peer opens and greets at once."""
         self.handle(m.Press(), at_s)
@@ -115,21 +134,30 @@ class Rig:
         self.actions.append(action)
         if isinstance(action, m.Note):
             self.notes.append(action)
+        elif isinstance(action, m.OpenAudio):
+            self.path = SendPath(lambda ev: self.inbox.put((self.generation, ev)), Metrics(), lambda: self.now_s)
+            self.path.begin(ChunkUplink())
+        elif isinstance(action, m.CloseAudio):
+            self.path = None
+        elif isinstance(action, m.RouteMic):
+            if self.path is not None:
+                self.path.route(action.route)
         elif isinstance(action, m.Connect):
             self.generation += 1
             generation = self.generation
             self.conn = self.peer.connect(action.key.value.reveal(), lambda ev: self._deliver(generation, ev))
+            if self.path is not None:
+                self.path.attach(self.conn)
         elif isinstance(action, m.Disconnect):
             self.generation += 1
+            if self.path is not None:
+                self.path.attach(None)
             if self.conn is not None:
                 self.conn.close()
                 self.conn = None
         elif isinstance(action, m.Send):
             if self.conn is not None:
                 self.conn.send(action.event)
-        elif isinstance(action, m.SendAudio):
-            if self.conn is not None:
-                self.conn.send_audio(action.payload)
         elif isinstance(action, m.Play):
             self.played += codec.decode(self.fmt, action.payload)
         elif isinstance(action, m.StopPlayback):

@@ -1,4 +1,5 @@
-"""Speech and tone fixtures generated at test time (never committed): espeak-ng + sox."""
+"""Speech and tone fixtures generated at test time (never committed): espeak-ng + sox, WAV helpers,
+and `FakePyAudio`, a declared device list whose streams are audio_fakes.FakeStream."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import wave
 from pathlib import Path
 
 import numpy as np
+
+from support.audio_fakes import FakeStream
 
 
 def make_speech_wav(path: str | Path, text: str, rate_hz: int = 16000, lead_silence_s: float = 0.3,
@@ -43,35 +46,18 @@ def tone(freq_hz: float, duration_s: float, rate_hz: int, amplitude: int = 8000)
     return (amplitude * np.sin(2 * np.pi * freq_hz * t)).round().astype(np.int16)
 
 
-class FakeStream:
-    """What `FakePyAudio.open` returns: keeps the open() arguments; tests drive `callback` themselves."""
-
-    def __init__(self, **kwargs) -> None:
-        self.kwargs = kwargs
-        self.callback = kwargs.get("stream_callback")
-        self.started = kwargs.get("start", True)
-        self.closed = False
-        self.output_latency_s = 0.0
-
-    def start_stream(self) -> None:
-        self.started = True
-
-    def stop_stream(self) -> None:
-        self.started = False
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_output_latency(self) -> float:
-        return self.output_latency_s
-
-
 class FakePyAudio:
     """The slice of the pyaudio.PyAudio API the audio edge uses, over a declared device list:
-    `devices` = [{"name", "inputs": {rate: channel counts}, "outputs": {rate: channel counts}}]."""
+    `devices` = [{"name", "inputs": {rate: channel counts}, "outputs": {rate: channel counts}}].
+    Its streams (`streams`, in open order) are FakeStreams reporting `output_latency_s` with a device
+    buffer of `buffer_frames`; `open_error` is raised by the next open(), as a busy device does."""
 
-    def __init__(self, devices: list[dict], default_input: int | None = 0, default_output: int | None = 0) -> None:
+    def __init__(self, devices: list[dict], default_input: int | None = 0, default_output: int | None = 0, *,
+                 output_latency_s: float = 0.0, buffer_frames: int | None = None,
+                 open_error: Exception | None = None) -> None:
         self.devices, self.default_input, self.default_output = devices, default_input, default_output
+        self._stream_options = {"output_latency_s": output_latency_s, "buffer_frames": buffer_frames}
+        self.open_error = open_error
         self.streams: list[FakeStream] = []
         self.terminated = False
 
@@ -109,7 +95,10 @@ class FakePyAudio:
         return True
 
     def open(self, **kwargs) -> FakeStream:
-        stream = FakeStream(**kwargs)
+        if self.open_error is not None:
+            error, self.open_error = self.open_error, None
+            raise error
+        stream = FakeStream(**self._stream_options, **kwargs)
         self.streams.append(stream)
         return stream
 

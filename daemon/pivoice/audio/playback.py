@@ -3,13 +3,14 @@ wavfile.py, re-exported here).
 
 Both keep one stream open for the whole conversation and pull from a `PlayoutBuffer`.
 Thread: open/write/stop/played_samples/check_stream/close from the controller thread; the pull
-side, `on_drained` and `on_error` run on the audio thread (PortAudio's callback thread or the WAV
-pacing thread). The callback contract and the failure path are described in ports.py.
+side, `on_drained` and `on_error` run on the audio thread (our writer thread or the WAV pacing
+thread). The audio-thread contract and the failure path are described in ports.py.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -17,9 +18,10 @@ import pyaudio
 
 from pivoice.audio import devices
 from pivoice.audio.playout import PlayoutBuffer
-from pivoice.audio.health import STREAM_STALL_S, StreamWatch, XrunLog, watch_stream
+from pivoice.audio.health import STREAM_STALL_S, StreamWatch, XrunLog, failure, watch_blocking
 from pivoice.audio.ports import AudioDeviceError, OnError
 from pivoice.audio.wavfile import OUTPUT_KEY, WavSpeaker, check_wav_output
+from pivoice.osthread import name_this_thread
 
 __all__ = ["OUTPUT_KEY", "PyAudioSpeaker", "SPEAKER_FALLBACK_RATES_HZ", "WavSpeaker", "check_wav_output", "upmix"]
 
@@ -29,9 +31,8 @@ SPEAKER_FALLBACK_RATES_HZ = (48000, 44100, 24000, 16000)
 
 
 def upmix(pcm16: bytes, channels: int) -> bytes:
-    """Mono s16le -> the same samples on every channel. Runs in the audio callback 50 times a
-    second: byte slicing costs about half of numpy's repeat there, and silence (most callbacks)
-    needs no copying at all."""
+    """Mono s16le -> the same samples on every channel. Runs on the writer thread for every period:
+    byte slicing costs about half of numpy's repeat there, and silence needs no copying at all."""
     if channels == 1:
         return pcm16
     if pcm16 == bytes(len(pcm16)):
@@ -45,10 +46,23 @@ def upmix(pcm16: bytes, channels: int) -> bytes:
 
 
 class PyAudioSpeaker:
-    """Callback-mode PortAudio output kept open for the whole conversation; silence when idle."""
+    """PortAudio output in blocking mode, fed by our own writer thread ("speaker").
+
+    The stream is opened with the conversation but runs only while there is something to play:
+    started when a reply's first audio is queued, stopped once it has played out, so between replies
+    and while the user talks nothing wakes. While it runs, the writer wakes once per `buffer_ms`
+    period: it waits for room in the device buffer on a condition variable, not inside a blocking
+    write, so `stop()` (barge-in) reaches it at once. It then stops the stream, which drops what the
+    device still holds (PortAudio's ALSA host drops on stop; it never drains), so the speaker falls
+    silent within milliseconds of the press instead of after the device buffer.
+
+    Thread: open/write/stop/played_samples/check_stream/close from the controller thread;
+    `_write_loop` on the "speaker" thread, which alone touches the stream between open and close;
+    `on_drained`/`on_error` from it.
+    """
 
     def __init__(self, device: str = "default", sample_rate_hz: int | None = None, *, prime_ms: int = 60,
-                 buffer_ms: int = 20, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio,
+                 buffer_ms: int = 40, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio,
                  portaudio: devices.PortAudioHost | None = None, clock: Callable[[], float] = time.monotonic,
                  stall_s: float = STREAM_STALL_S) -> None:
         self.device, self._wanted_rate_hz = device, sample_rate_hz
@@ -59,7 +73,10 @@ class PyAudioSpeaker:
         self._pa: Any = None
         self._stream: Any = None
         self._buffer: PlayoutBuffer | None = None
-        self._on_drained: Callable[[], None] = lambda: None
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Condition()
+        self._closing = threading.Event()
+        self._flush = False   # guarded by _wake: stop() asks the writer to drop what the device holds
         self._channels = 1
         self.device_name = ""
         self.output_latency_s = 0.0
@@ -76,44 +93,82 @@ class PyAudioSpeaker:
             rate_hz, self._channels = devices.choose_format(self._pa, index, self.device_name, devices.OUTPUT,
                                                             self._wanted_rate_hz, SPEAKER_FALLBACK_RATES_HZ)
             self.sample_rate_hz = rate_hz
-            self._on_drained = on_drained
             self._buffer = PlayoutBuffer(rate_hz, rate_hz * self.prime_ms // 1000)
             self._watch.arm(on_error)
             try:
                 self._stream = self._pa.open(format=pyaudio.paInt16, channels=self._channels, rate=rate_hz,
                                              output=True, output_device_index=index,
-                                             frames_per_buffer=rate_hz * self.buffer_ms // 1000,
-                                             stream_callback=self._callback, start=False)
+                                             frames_per_buffer=rate_hz * self.buffer_ms // 1000, start=False)
             except (OSError, ValueError) as exc:
                 raise AudioDeviceError(f"cannot open audio output [{index}] {self.device_name!r} at {rate_hz} Hz, "
                                        f"{self._channels} ch: {exc} (busy or unplugged?)") from exc
             self.output_latency_s = float(self._stream.get_output_latency())
             self._buffer.latency_samples = int(self.output_latency_s * rate_hz)
-            self._stream.start_stream()
         except BaseException:
             self._watch.disarm()
             self._pa = self._stream = None
             raise
+        self._closing.clear()
+        self._flush = False
+        self._thread = threading.Thread(target=self._write_loop, name="speaker", daemon=True,
+                                        args=(self._stream, self._buffer, on_drained))
+        self._thread.start()
         log.info("speaker: [%d] %r at %d Hz, %d ch, output latency %.0f ms", index, self.device_name, rate_hz,
                  self._channels, 1000 * self.output_latency_s)
 
-    def _callback(self, in_data: Any, frame_count: int, time_info: dict, status: int):
-        self._watch.beat()
+    def _write_loop(self, stream: Any, buffer: PlayoutBuffer, on_drained: Callable[[], None]) -> None:
+        name_this_thread("speaker")
         try:
-            if status & pyaudio.paOutputUnderflow:
-                self.underflows += 1
-            data, drained = self._buffer.pull(frame_count)
-            if self._channels > 1:
-                data = upmix(data, self._channels)
+            self._play(stream, buffer, on_drained)
+        except Exception as exc:   # see ports.py: report once and end; PortAudio raises OSError on a lost device
+            if not self._closing.is_set():
+                self._watch.fail(failure(f"output {self.device_name!r}", "writing", exc))
+
+    def _play(self, stream: Any, buffer: PlayoutBuffer, on_drained: Callable[[], None]) -> None:
+        rate_hz = self.sample_rate_hz
+        period = rate_hz * self.buffer_ms // 1000
+        running = False
+        while True:
+            with self._wake:
+                while not (self._closing.is_set() or self._flush or buffer.active()):
+                    self._watch.idle()
+                    self._wake.wait()
+                flush, self._flush = self._flush, False
+            if self._closing.is_set():
+                return
+            if flush or not buffer.active():
+                if running:   # barge-in: drop what the device holds, now
+                    stream.stop_stream()
+                    running = False
+                continue
+            if not running:
+                stream.start_stream()
+                running = True
+                # What the device buffer holds (PortAudio reports less: 2 of the 3 periods ALSA keeps):
+                # audio counts as played, and the stream may be stopped, only once that much followed it.
+                buffer.latency_samples = max(buffer.latency_samples, stream.get_write_available())
+            room = stream.get_write_available()
+            if room < period:
+                self._watch.busy()
+                with self._wake:   # stop() and close() wake this wait at once
+                    if not (self._flush or self._closing.is_set()):
+                        self._wake.wait((period - room) / rate_hz + 0.002)
+                continue
+            data, drained = buffer.pull(period)
+            try:
+                stream.write(upmix(data, self._channels), exception_on_underflow=True)
+            except OSError as exc:
+                if pyaudio.paOutputUnderflowed not in exc.args[:1] + exc.args[-1:]:
+                    raise
+                self.underflows += 1   # PortAudio has written the block; it reports the gap before it
+            self._watch.idle()
             if drained:
-                self._on_drained()
-        except Exception as exc:   # see ports.py: report once, stop the stream, never raise into PortAudio
-            self._watch.fail(f"output {self.device_name!r}: audio callback failed ({type(exc).__name__}: {exc})")
-            return bytes(2 * self._channels * frame_count), pyaudio.paAbort
-        return data, pyaudio.paContinue
+                stream.stop_stream()   # only silence is left in the device: played out
+                running = False
+                on_drained()
 
     def check_stream(self) -> None:
-        watch_stream(self._stream, self._watch, f"output {self.device_name!r}", self._stall_s)
+        watch_blocking(self._thread, self._closing, self._watch, f"output {self.device_name!r}", self._stall_s)
         self._underflow_log.update(f"speaker {self.device_name!r}", self.underflows)
 
     def stats(self) -> dict:
@@ -121,10 +176,15 @@ class PyAudioSpeaker:
 
     def write(self, pcm16: bytes) -> None:
         self._buffer.write(pcm16)
+        with self._wake:
+            self._wake.notify()
 
     def stop(self) -> None:
         if self._buffer is not None:
             self._buffer.clear()
+            with self._wake:
+                self._flush = True
+                self._wake.notify()
 
     def played_samples(self) -> int:
         return self._buffer.played_samples() if self._buffer else 0
@@ -133,13 +193,18 @@ class PyAudioSpeaker:
         return self._buffer.pending_samples() if self._buffer else 0
 
     def audible_since_s(self) -> float | None:
-        """Monotonic time the audio thread started handing the current stretch of audio to the device."""
+        """Monotonic time the writer thread started handing the current stretch of audio to the device."""
         return self._buffer.audible_since_s if self._buffer else None
 
     def close(self) -> None:
         self._watch.disarm()
-        stream = self._stream
-        self._stream = self._pa = None
+        with self._wake:
+            self._closing.set()
+            self._wake.notify()
+        thread, stream = self._thread, self._stream
+        self._thread = self._stream = self._pa = None
+        if thread is not None:
+            thread.join(1.0)   # it never waits inside PortAudio for longer than one period
         if stream is not None:
             try:
                 stream.stop_stream()

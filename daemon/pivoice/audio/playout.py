@@ -53,6 +53,11 @@ class PlayoutBuffer:
             self._head = self._queued_bytes = 0
             self._priming, self._primed_wait, self._had_audio = True, 0, False
 
+    def active(self) -> bool:
+        """Audio is queued or still playing out (not yet drained): the device has work."""
+        with self._lock:
+            return bool(self._queued_bytes) or self._had_audio
+
     def queued_samples(self) -> int:
         with self._lock:
             return self._queued_bytes // 2

@@ -1,33 +1,35 @@
 """The two audio edges of the daemon as protocols, so the controller can be driven by a real
 PortAudio device, a WAV file, or a test fake without knowing which.
 
-The audio-callback contract
----------------------------
+The audio-thread contract
+-------------------------
 Threads: `open`, `close`, `check_stream`, `stats` and the `Speaker` queue methods are called from the
-controller thread. The callbacks a caller hands to `open` (`on_frame`, `on_drained`, `on_error`) are
-called from an audio thread (PortAudio's callback thread or a file-pacing thread) and must only
-enqueue: no locks held for long, no I/O, no logging, nothing that can block. The same holds for
-the bodies of our own callbacks below.
+controller thread. Each open device has one audio thread of its own (our PortAudio reader or
+writer thread, or a file-pacing thread), the only thread that touches the stream until `close`.
+The callbacks a caller hands to `open` (`on_frames`, `on_drained`, `on_error`) are called from that
+audio thread and must only enqueue: no locks held for long, no I/O, no logging, nothing that can
+block, since a late audio thread means lost or gapped audio.
 
-Our own PortAudio callbacks (the functions PortAudio calls) do three things only: copy samples
-(into a frame, out of the playout queue), count what the status flags say (overflow/underflow), and
-call the caller's callback. They never raise: an exception inside one is caught, reported once
-through `on_error` and the stream is aborted (paAbort), because PortAudio would otherwise stop the
-stream behind our back while the controller waits for frames or `on_drained` forever.
+The PortAudio edges use blocking reads and writes on threads we own, not PortAudio's callback
+mode: every PortAudio callback costs a Python thread state built and torn down, and the daemon's
+CPU is set by wakeups, not by the work (audio/capture.py has the figures). The audio threads
+do three things only: move samples (into frames, out of the playout queue), count xruns, and call
+the caller's callback. They never let an exception escape: one is caught, reported once through
+`on_error` and the thread ends, because the controller would otherwise wait for frames or
+`on_drained` forever.
 
-A stream can also stop without any Python code failing: a USB device unplugged, the sound server
-gone, a driver error. PortAudio then just stops calling back, so nothing arrives to notice it by.
-`check_stream()` is the watchdog for that. The runtime calls it from its existing tick (10 per
-second, only while a conversation is in progress, so an idle daemon still never wakes); it
-reports through `on_error` when the stream is no longer active or has not called back for
-`stall_s`. `on_error(reason)` is called at most once per `open()`, never after `close()` has
+A stream can also stop without an error: a USB device unplugged, the sound server gone, a driver
+that stops clocking. The read or write then just waits, so nothing arrives to notice it by.
+`check_stream()` is the watchdog for that. The runtime calls it from its existing tick (only while
+a conversation is in progress, so an idle daemon still never wakes); it reports through `on_error`
+when the audio thread ended or has waited on the device for `stall_s`. `on_error(reason)` is called at most once per `open()`, never after `close()` has
 returned; `reason` says what stopped and why, without the device kind (the runtime prefixes
 "speaker stopped: " / "mic stopped: "). After it the device is dead until closed and reopened:
 the controller ends the conversation (code `audio_failed`) instead of waiting for audio that will
 never come, and the next press opens the device again.
 
-`stats()` returns counters for `ctl status`: xruns the device reported (`overflows` for a mic,
-`underflows` for a speaker; logged rate-limited from `check_stream`, never from the callback),
+`stats()` returns counters for `ctl status`: xruns (`overflows` for a mic, measured from lost time;
+`underflows` for a speaker; logged rate-limited from `check_stream`, never from the audio thread),
 `stream_errors` (on_error calls so far) and `last_error`. The WAV stand-ins (wavfile.py) keep the
 same contract with their pacing thread. The mechanism (one report per open, the watchdog, the
 xrun log) is in health.py.
@@ -38,6 +40,7 @@ from __future__ import annotations
 from typing import Callable, Protocol
 
 OnError = Callable[[str], None]
+OnFrames = Callable[[list[bytes]], None]   # consecutive frames of exactly frame_ms each
 
 
 class AudioDeviceError(Exception):
@@ -57,9 +60,11 @@ class WavDeviceError(AudioDeviceError):
 class Mic(Protocol):
     sample_rate_hz: int  # valid after open()
     frame_ms: int
+    block_ms: int
 
-    def open(self, on_frame: Callable[[bytes], None], on_error: OnError | None = None) -> None:
-        """Start delivering mono s16le frames of exactly `frame_ms` each from the audio thread."""
+    def open(self, on_frames: OnFrames, on_error: OnError | None = None) -> None:
+        """Start delivering mono s16le frames of exactly `frame_ms` each from the audio thread: the
+        first call carries one frame (press -> first append waits for it), later ones `block_ms`."""
 
     def check_stream(self) -> None:
         """Controller thread, periodically while open: report a stopped or stalled stream via on_error."""
@@ -68,7 +73,7 @@ class Mic(Protocol):
         """Counters for `ctl status`: overflows, stream_errors, last_error (any thread)."""
 
     def close(self) -> None:
-        """Idempotent; no `on_frame` or `on_error` call happens after it returns."""
+        """Idempotent; no `on_frames` or `on_error` call happens after it returns."""
 
 
 class Speaker(Protocol):

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from pivoice.audio.codec import to_mono
 from pivoice.audio.health import StreamWatch
 from pivoice.audio.playout import PlayoutBuffer
-from pivoice.audio.ports import OnError, WavDeviceError
+from pivoice.audio.ports import OnError, OnFrames, WavDeviceError
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +52,22 @@ def read_wav_input(path: str, key: str = INPUT_KEY, *, header_only: bool = False
 class WavMic:
     """Plays a WAV file as if it were a microphone, then silence until closed (so a server VAD sees
     the turn end). Paced against the monotonic clock from the start of `open()`; frame n is due at
-    t0 + n*frame_ms, so sleep overshoot never accumulates.
+    t0 + n*frame_ms, so sleep overshoot never accumulates. Like a PortAudio mic, the first frame goes
+    alone and later ones in groups of `block_ms`, each group when its last frame is due.
 
-    Thread: open/close/check_stream from the controller thread; `on_frame` and `on_error` from the
+    Thread: open/close/check_stream from the controller thread; `on_frames` and `on_error` from the
     pacing thread. With `realtime=False` the file frames are delivered as fast as possible, the
     trailing silence paced. `key` is the config key the path came from, for error messages.
     """
 
-    def __init__(self, path: str, frame_ms: int = 20, *, realtime: bool = True,
+    def __init__(self, path: str, frame_ms: int = 20, *, block_ms: int | None = None, realtime: bool = True,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  key: str = INPUT_KEY) -> None:
         self.path = str(path)
         self.frame_ms = frame_ms
+        self.block_ms = block_ms or frame_ms
+        if self.block_ms % frame_ms:
+            raise ValueError(f"block_ms {self.block_ms} is not a multiple of frame_ms {frame_ms}")
         self._realtime = realtime
         self._clock, self._sleep = clock, sleep
         self._key = key
@@ -76,22 +80,24 @@ class WavMic:
         self._watch = StreamWatch(clock)
         self.frames_delivered = 0
 
-    def open(self, on_frame: Callable[[bytes], None], on_error: OnError | None = None) -> None:
+    def open(self, on_frames: OnFrames, on_error: OnError | None = None) -> None:
         if self._thread is not None:
             raise RuntimeError("WavMic is already open")
         self._stop.clear()
         self._watch.arm(on_error)
-        self._thread = threading.Thread(target=self._run, args=(on_frame,), name="wav-mic", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(on_frames,), name="wav-mic", daemon=True)
         self._thread.start()
 
-    def _run(self, on_frame: Callable[[bytes], None]) -> None:
+    def _run(self, on_frames: OnFrames) -> None:
         try:
-            self._pace(on_frame)
+            self._pace(on_frames)
         except Exception as exc:   # see ports.py: the pacing thread reports once and ends
             self._watch.fail(f"wav:{self.path}: pacing thread failed ({type(exc).__name__}: {exc})")
 
-    def _pace(self, on_frame: Callable[[bytes], None]) -> None:
+    def _pace(self, on_frames: OnFrames) -> None:
         frame_s = self.frame_ms / 1000.0
+        group = 1   # the first frame goes alone
+        frames: list[bytes] = []
         silence = bytes(self._frame_bytes)
         start_s = self._clock()
         n = 0
@@ -101,7 +107,8 @@ class WavMic:
             if not self._realtime and n == file_frames and not rebased:
                 start_s = self._clock() - n * frame_s  # unpaced file done: pace the silence from now
                 rebased = True
-            if self._realtime or n >= file_frames:
+            last_of_group = len(frames) == group - 1
+            if (self._realtime or n >= file_frames) and last_of_group:
                 delay_s = start_s + n * frame_s - self._clock()
                 if delay_s > 0:
                     self._sleep(delay_s)
@@ -109,9 +116,12 @@ class WavMic:
             chunk = self._pcm[n * self._frame_bytes:(n + 1) * self._frame_bytes]
             frame = chunk + silence[len(chunk):] if len(chunk) < self._frame_bytes else chunk
             if not self._stop.is_set():
-                on_frame(frame)
+                frames.append(frame)
                 n += 1
-                self.frames_delivered = n
+                if len(frames) == group:
+                    on_frames(frames)
+                    frames, group = [], self.block_ms // self.frame_ms
+                    self.frames_delivered = n
 
     def check_stream(self) -> None:
         thread = self._thread

@@ -98,13 +98,12 @@ class MicCheck:
             frames, enough = [], threading.Event()
             wanted = max(1, int(self._mic_s * 1000 / inp.frame_ms))
 
-            def on_frame(frame: bytes) -> None:
-                if len(frames) < wanted:
-                    frames.append(frame)
+            def on_frames(block: list[bytes]) -> None:
+                frames.extend(block[:max(0, wanted - len(frames))])
                 if len(frames) >= wanted:
                     enough.set()
             started_s = time.monotonic()
-            mic.open(on_frame)
+            mic.open(on_frames)
             try:
                 enough.wait(self._mic_s + 2.0)
             finally:

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import websocket
 
 from pivoice import messages as m
+from pivoice.osthread import name_this_thread
 from pivoice.realtime.events import MAX_TEXT_CHARS, FrameParser
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class RealtimeConnection:
             log.debug("send failed: %s", exc)
 
     def _run(self) -> None:
+        name_this_thread("realtime")
         # Whatever happens in here, the controller hears that the socket is gone: a reader that
         # died quietly would leave the conversation waiting for events that never come.
         reason = "the daemon's Realtime reader stopped"
