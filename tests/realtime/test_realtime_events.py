@@ -145,3 +145,22 @@ def test_long_texts_are_shortened_for_the_log():
 def test_close_frames(payload, expected):
     assert parse_close(payload) == expected
     assert FrameParser().parse(OPCODE_CLOSE, payload) == expected
+
+
+def test_text_deltas_reach_the_controller_at_most_once_a_second_as_liveness():
+    now = [10.0]
+    parser = FrameParser(clock=lambda: now[0])
+
+    def frame(kind, **fields):
+        return parser.parse(OPCODE_TEXT, json.dumps({"type": kind, **fields}).encode())
+    assert frame("response.output_audio_transcript.delta", delta="Hel") == m.ServerEvent(
+        {"type": "response.output_audio_transcript.delta"})
+    now[0] += 0.5
+    assert frame("response.output_audio_transcript.delta", delta="lo") is None      # nothing new to say
+    assert frame("response.function_call_arguments.delta", delta="{") is None
+    assert isinstance(frame("response.output_audio.delta", response_id="r", item_id="i", delta="AAA="),
+                      m.AudioDelta)                                                   # audio always goes
+    assert frame("response.output_audio_transcript.done", transcript="Hello") is not None
+    now[0] += 0.6
+    assert frame("response.output_text.delta", delta="x") is not None               # a second later: again
+    assert parser.dropped == 0                                                        # skipped, not faulty

@@ -29,6 +29,10 @@ OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE = 0x1, 0x2, 0x8
 MAX_MS = 1 << 31            # audio offsets: anything larger is not a position in a session
 MAX_INDEX = 1 << 16         # content_index: an item has a handful of parts
 MAX_TEXT_CHARS = 2000       # transcripts and messages are shortened to this for the log
+# A text delta (transcript, text, function arguments) tells the controller only that the server is
+# still at work (its reply-stall timer counts in seconds): one per this interval is enough, and
+# each one not posted is a wakeup of the controller thread saved (about one per audio delta).
+LIVENESS_INTERVAL_S = 1.0
 MAX_ID_CHARS = 256
 NO_STATUS = 1005            # RFC 6455: the close frame carried no status code
 CLOSE_NAMES = {1000: "normal closure", 1001: "going away", 1002: "protocol error", 1003: "unsupported data",
@@ -169,6 +173,7 @@ class FrameParser:
         self._clock = clock
         self._warned: set[tuple[str, str]] = set()
         self.dropped = 0
+        self._liveness_at_s = float("-inf")   # when the last text delta was passed on
 
     def parse(self, opcode: int, data: bytes) -> object | None:
         """A controller event for the frame, or None if it carries nothing for the daemon."""
@@ -195,6 +200,11 @@ class FrameParser:
             if kind == "response.output_audio.delta":
                 return _audio_delta(event, self._clock())
             schema = _SCHEMAS.get(kind)
+            if schema is None and kind.endswith(".delta"):
+                now_s = self._clock()
+                if now_s - self._liveness_at_s < LIVENESS_INTERVAL_S:
+                    return None
+                self._liveness_at_s = now_s
             return m.ServerEvent({"type": kind, **(schema(event) if schema else {})})
         except BadField as bad:
             self._drop(kind, bad.field, bad.why)
