@@ -28,6 +28,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Mapping
 
+from pivoice.osthread import name_this_thread
+
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 4096
 COMMANDS = ("press", "release", "status")
@@ -82,6 +84,7 @@ class ControlServer:
                 pass
 
     def _accept_loop(self) -> None:
+        name_this_thread("control")
         while self._sock is not None:
             try:
                 client, _ = self._sock.accept()
@@ -90,6 +93,7 @@ class ControlServer:
             threading.Thread(target=self._serve, args=(client,), name="control-client", daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
+        name_this_thread("control-client")
         with client, client.makefile("rwb") as stream:
             client.settimeout(10)
             try:

@@ -18,6 +18,7 @@ from pivoice.audio.codec import to_mono
 from pivoice.audio.health import StreamWatch
 from pivoice.audio.playout import PlayoutBuffer
 from pivoice.audio.ports import OnError, OnFrames, WavDeviceError
+from pivoice.osthread import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class WavMic:
         self._thread.start()
 
     def _run(self, on_frames: OnFrames) -> None:
+        name_this_thread("wav-mic")
         try:
             self._pace(on_frames)
         except Exception as exc:   # see ports.py: the pacing thread reports once and ends
@@ -217,6 +219,7 @@ class WavSpeaker:
             return b""
 
     def _run(self, on_drained: Callable[[], None]) -> None:
+        name_this_thread("wav-speaker")
         try:
             self._pace(on_drained)
         except Exception as exc:   # see ports.py: the pacing thread reports once and ends

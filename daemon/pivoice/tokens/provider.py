@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 from pivoice import errors
+from pivoice.osthread import name_this_thread
 from pivoice.tokens.keys import EphemeralKey, Secret, SecretFileError, TokenError
 from pivoice.tokens.secret_file import SecretFile
 from pivoice.tokens.transport import ENDPOINT_PATH  # noqa: F401  (doctor imports it from here)
@@ -163,6 +164,7 @@ class TokenProvider:
             return max(0.0, self._next_attempt_mono_s - self._clock())
 
     def _run(self, stopping: threading.Event) -> None:
+        name_this_thread("tokens")
         while not stopping.is_set():
             self._wake.clear()
             wait_s = self.tick()
