@@ -139,11 +139,12 @@ def main() -> int:
             with running(stack.daemon(config, env={"ALSA_CONFIG_PATH": config_path})) as daemon:
                 pid = daemon.process.pid
                 result["after_start_kib"] = peak_rss_kib(pid)
+                mark = len(daemon.timeline())   # the timeline file is appended to: a reused --out has old runs
                 daemon.ctl("press")
-                daemon.wait_for("ended", timeout_s=120)
+                daemon.wait_for("ended", timeout_s=120, after=mark)
                 result["after_conversation_kib"] = peak_rss_kib(pid)
                 result["libraries"] = loaded_libraries(pid)
-                timeline = daemon.timeline()
+                timeline = daemon.timeline()[mark:]
     finally:
         ends.stop()
     result["timeline"] = [e["text"] for e in timeline]
