@@ -12,18 +12,8 @@ import pytest
 
 from pivoice.audio.capture import PyAudioMic
 from pivoice.audio.ports import AudioDeviceError
-from support.audio_fakes import DEVICE_GONE, Groups, Reports, ThreadKiller, close_mic
+from support.audio_fakes import DEVICE_GONE, Groups, Reports, StepClock, ThreadKiller, close_mic, ramp
 from support.fixtures_audio import FakePyAudio
-
-
-class StepClock:
-    """Monotonic clock the test moves by hand."""
-
-    def __init__(self):
-        self.now_s = 50.0
-
-    def __call__(self):
-        return self.now_s
 
 
 def open_watching_thread(mic, on_frames, on_error):
@@ -35,10 +25,6 @@ def open_watching_thread(mic, on_frames, on_error):
     return threads[0]
 
 
-def ramp(n, start=1):
-    return (np.arange(start, start + n) % 30000 + 1).astype("<i2").tobytes()
-
-
 USB_MIC = {"name": "USB PnP Sound Device: Audio (hw:1,0)", "inputs": {44100: (1,), 48000: (1,)}}
 STEREO_MIC = {"name": "Webcam C270: USB Audio (hw:2,0)", "inputs": {16000: (2,), 48000: (2,)}}
 USB_LABEL = "input 'USB PnP Sound Device: Audio (hw:1,0)'"
@@ -47,7 +33,7 @@ USB_LABEL = "input 'USB PnP Sound Device: Audio (hw:1,0)'"
 def test_mic_reads_one_frame_first_then_block_ms_at_a_time():
     pa = FakePyAudio([USB_MIC])
     groups = Groups()
-    mic = PyAudioMic("usb pnp", 48000, frame_ms=20, block_ms=100, pyaudio_factory=pa, monotonic=StepClock())
+    mic = PyAudioMic("usb pnp", 48000, frame_ms=20, block_ms=100, pyaudio_factory=pa, monotonic=StepClock(50.0))
     mic.open(groups)
     stream = pa.streams[0]
     pcm = ramp(960 + 3 * 4800)
@@ -71,7 +57,7 @@ def test_mic_reads_one_frame_first_then_block_ms_at_a_time():
 
 
 def test_mic_downmixes_stereo_reframes_and_counts_overflows_from_lost_time(caplog):
-    clock = StepClock()
+    clock = StepClock(50.0)
     pa = FakePyAudio([STEREO_MIC])
     groups = Groups()
     mic = PyAudioMic("webcam", 16000, frame_ms=20, block_ms=100, pyaudio_factory=pa, monotonic=clock)
@@ -165,7 +151,7 @@ def test_mic_on_frames_that_raises_reports_once_and_the_next_open_starts_clean()
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_mic_watchdog_reports_an_ended_or_stalled_reader_once_and_never_after_close():
-    clock = StepClock()
+    clock = StepClock(50.0)
     pa = FakePyAudio([USB_MIC])
     errors = Reports()
     mic = PyAudioMic("usb pnp", pyaudio_factory=pa, monotonic=clock, stall_s=2.0, frame_ms=20, block_ms=20)

@@ -12,20 +12,8 @@ import pyaudio
 import pytest
 
 from pivoice.audio.playback import PyAudioSpeaker, upmix
-from support.audio_fakes import DEVICE_GONE, Reports, ThreadKiller
+from support.audio_fakes import DEVICE_GONE, Reports, StepClock, ThreadKiller, ramp
 from support.fixtures_audio import FakePyAudio
-
-
-class StepClock:
-    def __init__(self):
-        self.now_s = 0.0
-
-    def __call__(self):
-        return self.now_s
-
-
-def ramp(n, start=1):
-    return (np.arange(start, start + n) % 30000 + 1).astype("<i2").tobytes()
 
 
 USB_SPEAKER = {"name": "USB Audio", "outputs": {16000: (1,)}}

@@ -9,19 +9,8 @@ import numpy as np
 
 from pivoice.audio.playback import WavSpeaker
 from pivoice.audio.playout import PlayoutBuffer
+from support.audio_fakes import StepClock, ramp
 from support.fixtures_audio import read_wav
-
-
-class StepClock:
-    def __init__(self):
-        self.now_s = 0.0
-
-    def __call__(self):
-        return self.now_s
-
-
-def ramp(n, start=1):
-    return (np.arange(start, start + n) % 30000 + 1).astype("<i2").tobytes()
 
 
 def test_priming_waits_for_prime_samples_or_prime_time():

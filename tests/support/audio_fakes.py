@@ -8,7 +8,23 @@ import threading
 import time
 from typing import Callable
 
+import numpy as np
 import pyaudio
+
+
+class StepClock:
+    """A monotonic clock the test moves by hand (`now_s`)."""
+
+    def __init__(self, now_s: float = 0.0):
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def ramp(n: int, start: int = 1) -> bytes:
+    """n s16le samples counting up from `start`, never zero: easy to find and to compare."""
+    return (np.arange(start, start + n) % 30000 + 1).astype("<i2").tobytes()
 
 
 class Groups:
