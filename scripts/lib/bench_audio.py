@@ -13,9 +13,9 @@ import threading
 import time
 
 import numpy as np
-import soxr
 
-SILENCE_THRESHOLD = 64     # |sample| at or below this (int16) counts as silent: -54 dBFS
+from support.fixtures_audio import SILENCE_THRESHOLD, waveform_correlation  # noqa: F401  (re-exported)
+
 MONITOR_LATENCY_MS = 10    # what parec asks the server for: the monitor's fragment (pactl shows it configured)
 READ_BYTES = 4096
 
@@ -131,26 +131,3 @@ def envelope_correlation(question: np.ndarray, q_rate_hz: int, played: np.ndarra
     qz = (q_env - q_env.mean()) / (q_env.std() + 1e-9)
     wz = (windows - windows.mean(axis=1, keepdims=True)) / (windows.std(axis=1, keepdims=True) + 1e-9)
     return float((wz @ qz).max() / len(q_env))
-
-
-def waveform_correlation(question: np.ndarray, q_rate_hz: int, played: np.ndarray, p_rate_hz: int) -> float:
-    """Sample-accurate: the question resampled to the played rate, aligned at the lag of the
-    cross-correlation peak (FFT), Pearson correlation of the waveforms over the voiced question.
-    1.0 means the speaker played the question's waveform; 0 means unrelated audio."""
-    q = question.astype(np.float64)
-    if q_rate_hz != p_rate_hz:
-        q = soxr.resample(q, q_rate_hz, p_rate_hz, quality="HQ")
-    loud = np.nonzero(np.abs(q) > SILENCE_THRESHOLD)[0]
-    if not len(loud):
-        raise ValueError("the question is silent")
-    q = q[loud[0]:loud[-1] + 1]
-    p = played.astype(np.float64)
-    if len(p) < len(q):
-        return float("nan")
-    n = 1 << int(np.ceil(np.log2(len(p) + len(q))))
-    xc = np.fft.irfft(np.fft.rfft(p, n) * np.conj(np.fft.rfft(q, n)), n)[: len(p) - len(q) + 1]
-    lag = int(np.argmax(xc))
-    seg = p[lag:lag + len(q)]
-    qz, sz = q - q.mean(), seg - seg.mean()
-    denom = np.sqrt((qz ** 2).sum() * (sz ** 2).sum())
-    return float((qz * sz).sum() / denom) if denom else 0.0

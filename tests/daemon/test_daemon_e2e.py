@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from support.fixtures_audio import make_speech_wav, read_wav
+from support.fixtures_audio import make_speech_wav, read_wav, waveform_correlation
 from support.stack import offline_stack, running
 
 pytestmark = pytest.mark.integration
@@ -161,6 +161,24 @@ def test_spoken_exchange_through_pulseaudio_devices(tmp_path, question_wav, puls
     wz = (windows - windows.mean(axis=1, keepdims=True)) / (windows.std(axis=1, keepdims=True) + 1e-9)
     best = float((wz @ qz).max() / len(q_env))
     assert best > 0.8, f"speaker output does not match the spoken question (correlation {best:.2f})"
+    # sample by sample, too: PulseAudio in between, it was 0.9992 when the audio path was rebuilt (issue #8)
+    waveform = waveform_correlation(question, q_rate, played, rate_hz)
+    assert waveform >= 0.98, f"the played waveform strays from the question (correlation {waveform:.4f})"
+
+
+def test_parrot_round_trip_through_wav_devices_keeps_the_waveform(tmp_path, question_wav):
+    """Nothing lost on the way: the gate, the resampler both ways, the encoder and the playout queue
+    between the question and what the speaker played (the dev server echoes the user's audio)."""
+    reply = tmp_path / "parrot.wav"
+    with offline_stack(tmp_path, "--mode", "parrot") as stack:
+        config = stack.config(mic=f"wav:{question_wav}", speaker=f"wav:{reply}", conversation={"idle_timeout_s": 2})
+        with running(stack.daemon(config)) as daemon:
+            daemon.ctl("press")
+            daemon.wait_for("ended", timeout_s=40)
+    played, rate_hz, _ = read_wav(reply)
+    question, q_rate, _ = read_wav(question_wav)
+    waveform = waveform_correlation(question, q_rate, played, rate_hz)
+    assert waveform >= 0.99, f"the played waveform strays from the question (correlation {waveform:.4f})"
 
 
 def _envelope(samples: np.ndarray, rate_hz: int) -> np.ndarray:
