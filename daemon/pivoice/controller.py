@@ -56,6 +56,7 @@ class Controller(ReplyRules):
         self.last_end_code: str | None = None
         self.now_s = 0.0
         self.route = DROP   # the mic route last announced with RouteMic
+        self.playback_route: str | None = None   # ... and the playback route, with RoutePlayback
         self._reset()
 
     def handle(self, event: object, now_s: float) -> list:
@@ -67,7 +68,21 @@ class Controller(ReplyRules):
             self.route = route
             # muting takes effect before anything else the event caused; sending after (a session first)
             actions = [m.RouteMic(route), *actions] if route == DROP else [*actions, m.RouteMic(route)]
+        playing = self.play_route()
+        if playing != self.playback_route:
+            self.playback_route = playing
+            # closing the route comes before a StopPlayback, so no delta can slip in after the stop;
+            # opening it after the first delta of the reply went through here (BeginReply, Play)
+            actions = [m.RoutePlayback(None), *actions] if playing is None else [*actions, m.RoutePlayback(playing)]
         return actions
+
+    def play_route(self) -> str | None:
+        """The response whose further audio deltas the socket's reader may play without asking: the
+        one playing now, while the session is active and nobody has interrupted it."""
+        if self.phase == ACTIVE and self.playing and self.response_id is not None \
+                and self.response_id not in self.cancelled:
+            return self.response_id
+        return None
 
     def mic_route(self) -> str:
         """Where mic audio goes now: kept until the session opens, then sent, except while the reply

@@ -101,6 +101,15 @@ class ReplyRules:
         actions.append(m.Play(ev.payload))
         return actions
 
+    def _on_PlayedDelta(self, ev: m.PlayedDelta) -> list:
+        """A delta of the routed reply, already played by the socket's reader thread: count it."""
+        if self.phase != ACTIVE or not self.playing:
+            return []
+        self.last_reply_event_s = self.now_s
+        self.drained = False
+        self.reply_received_ms += ev.duration_ms
+        return []
+
     def _on_PlaybackDrained(self, ev: m.PlaybackDrained) -> list:
         self.drained = True
         if self.phase == DRAINING:

@@ -107,7 +107,16 @@ class AudioFailed:
 
 @dataclass(frozen=True)
 class PlaybackDrained:
-    pass
+    at_s: float = field(default=0.0, compare=False)   # monotonic, when the speaker's thread saw it
+
+
+@dataclass(frozen=True)
+class PlayedDelta:
+    """A reply delta the socket's reader thread played itself along the playback route
+    (audio/playpath.py): the controller only keeps count."""
+
+    duration_ms: float
+    at_s: float = field(default=0.0, compare=False)   # monotonic, when it reached the speaker's queue
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,14 @@ class Disconnect:
 @dataclass(frozen=True)
 class Send:
     event: dict
+
+
+@dataclass(frozen=True)
+class RoutePlayback:
+    """Which response's further audio deltas the socket's reader thread may play itself (None: none;
+    every delta comes to the controller). audio/playpath.py."""
+
+    response_id: str | None
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,11 @@
 """The controller thread: one queue in, the controller's actions executed out.
 
-Edge threads (PortAudio, gpiozero, WebSocket reader, token refresh, control
-socket) only put events on `events`. This thread takes them one at a time,
-feeds the controller and executes the actions it returns. Mic audio does not
-come through here: the mic thread runs the uplink DSP and sends the chunks
-itself (audio/sendpath.py) along the route the controller sets, so this thread
-sleeps while the user talks. It is the only thread that touches the controller, the
-uplink, the downlink and the session's send side. Under systemd's watchdog it is
-also the thread that sends WATCHDOG=1, so a controller stuck in a handler stops
-the pings and systemd restarts the daemon.
+Edge threads (audio, gpiozero, WebSocket reader, token refresh, control socket) only put events
+on `events`; this thread feeds them to the controller, the only owner of state, and executes its
+actions. Audio mostly bypasses it: the mic thread sends (audio/sendpath.py) and the socket's
+reader plays reply deltas (audio/playpath.py) along the routes the controller sets, so this thread
+sleeps through a stream. Under systemd's watchdog it sends WATCHDOG=1, so a controller stuck in a
+handler stops the pings and systemd restarts the daemon.
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ from typing import Callable
 
 from pivoice import errors
 from pivoice import messages as m
+from pivoice.audio.playpath import PlayPath
 from pivoice.audio.sendpath import SendPath
 from pivoice.controller import IDLE, Controller
 from pivoice.metrics import Metrics
@@ -45,14 +43,12 @@ class _FromConnection:
 @dataclass(frozen=True)
 class _AudioStopped:
     """A mic/speaker `on_error` report (audio thread), tagged with the `_open_audio` it belongs to."""
-
     opened: int
     event: m.AudioFailed
 
 
 class _Freeze:
-    """Test hook (`pivoice ctl debug-freeze`): the controller thread blocks until stop(), as a hung
-    handler would, so the watchdog can be shown to restart the daemon."""
+    """Test hook (`ctl debug-freeze`): block as a hung handler would, so the watchdog restarts us."""
 
 
 class Runtime:
@@ -70,6 +66,7 @@ class Runtime:
         self._uplink_factory = uplink_factory
         self._path: SendPath | None = None
         self._downlink = downlink
+        self._play = PlayPath(downlink, controller.s.output_format, clock)
         self._tokens = tokens
         self._connector = connector
         self._on_note = on_note
@@ -134,11 +131,9 @@ class Runtime:
             if self._watchdog_interval_s is not None and now >= next_ping:
                 self._notifier.notify("WATCHDOG=1")
                 next_ping = now + self._watchdog_interval_s
-            # Idle, no timer can fire: sleep until an event (or the next watchdog ping) instead of
-            # waking 10 times a second (a device is idle most of the day).
+            # Idle, no timer can fire: sleep until an event or a watchdog ping. In a conversation a
+            # due tick rides on the next event (timers are seconds long; 0.4 s resolution is plenty).
             idle = self.controller.phase == IDLE
-            # A due tick rides on the next event instead of waking this thread on its own (timers
-            # are seconds long; 0.4 s resolution is plenty).
             wake_at = None if idle else next_tick + TICK_GRACE_S
             if self._watchdog_interval_s is not None:
                 wake_at = next_ping if wake_at is None else min(wake_at, next_ping)
@@ -148,6 +143,7 @@ class Runtime:
                 if idle or self._clock() < next_tick + TICK_GRACE_S:
                     continue   # woken only to ping the watchdog
                 event = m.Tick()
+            self._count_played(event.at_s if isinstance(event, m.PlaybackDrained) else None)
             if isinstance(event, _Freeze):
                 log.warning("debug-freeze: the controller thread blocks now (test hook); watchdog pings stop")
                 self._thaw.wait()
@@ -183,6 +179,21 @@ class Runtime:
         self._dispatch(event)
         self._after_dispatch()
 
+    def _from_connection(self, generation: int, event: object) -> None:
+        """The socket's reader thread: a delta of the routed reply is played right there (this
+        thread is not woken for it); everything else is queued for the controller."""
+        if not (isinstance(event, m.AudioDelta) and generation == self._generation and self._play.offer(event)):
+            self.post(_FromConnection(generation, event))
+
+    def _count_played(self, before_s: float | None = None) -> None:
+        """The deltas the reader played, for the controller's count; with a PlaybackDrained, only
+        those that reached the speaker before it drained come before it."""
+        played = self._play.take_played(before_s)
+        for event in played:
+            self._dispatch(event)
+        if played:
+            self._after_dispatch()
+
     def _dispatch(self, event: object) -> None:
         if isinstance(event, m.Tick) and self._audio_open:
             self._check_audio()
@@ -198,8 +209,10 @@ class Runtime:
             flushed_ms = self._path.route(action.route) if self._path is not None else 0.0
             if flushed_ms:
                 self._note(m.Note("flushed", f"sent {flushed_ms:.0f} ms captured while connecting"))
+        elif isinstance(action, m.RoutePlayback):
+            self._play.route(action.response_id)
         elif isinstance(action, m.Play):
-            self._downlink.play(action.payload)
+            self._play.play(action.payload)
             self.metrics.written_to_speaker(self._downlink.first_sample_at)
         elif isinstance(action, m.Send):
             if self._conn is not None:
@@ -217,8 +230,8 @@ class Runtime:
         elif isinstance(action, m.Connect):
             self._generation = next(self._generations)
             generation = self._generation
-            self._conn = self._connector.connect(
-                action.key.value.reveal(), lambda ev: self.post(_FromConnection(generation, ev)))
+            self._conn = self._connector.connect(action.key.value.reveal(),
+                                                 lambda ev: self._from_connection(generation, ev))
             if self._path is not None:
                 self._path.attach(self._conn)
         elif isinstance(action, m.Disconnect):
@@ -229,12 +242,13 @@ class Runtime:
                 self._conn.close()
                 self._conn = None
         elif isinstance(action, m.BeginReply):
-            self._downlink.begin_reply()
+            self._play.begin_reply()
             self.metrics.reply_began()
         elif isinstance(action, m.FinishReply):
-            self._downlink.finish_reply()
+            self._play.finish_reply()
         elif isinstance(action, m.StopPlayback):
-            self._dispatch(m.PlaybackStopped(self._downlink.stop()))
+            self._count_played()   # the route closed before this stop: every delta played is in the count
+            self._dispatch(m.PlaybackStopped(self._play.stop()))
         else:
             raise TypeError(f"unknown action {action!r}")
 
@@ -246,7 +260,8 @@ class Runtime:
         try:
             path = self._path = SendPath(self.events.put, self.metrics, self._clock)
             self._mic.open(path.on_frames, self._on_audio_error("mic"))
-            self._downlink.open(lambda: self.events.put(m.PlaybackDrained()), self._on_audio_error("speaker"))
+            self._downlink.open(lambda: self.events.put(m.PlaybackDrained(self._clock())),
+                                self._on_audio_error("speaker"))
             for event in path.begin(self._uplink_factory(self._mic.sample_rate_hz)):   # the gate opens now
                 self._dispatch(event)
         except Exception as exc:   # a USB device unplugged since start-up, a busy ALSA device, ...
@@ -261,21 +276,13 @@ class Runtime:
 
     def _check_audio(self) -> None:
         # The streams' watchdog rides on the tick, which runs only while a conversation is in progress.
-        for check in (self._mic.check_stream, self._downlink.check_stream):
-            try:
-                check()
-            except Exception:
-                log.exception("error while checking an audio stream")
+        _each((self._mic.check_stream, self._downlink.check_stream), "checking an audio stream")
 
     def _close_audio(self) -> None:
         if not self._audio_open:
             return
         self._audio_open = False
-        for close in (self._mic.close, self._downlink.close):
-            try:
-                close()
-            except Exception:
-                log.exception("error while closing an audio device")
+        _each((self._mic.close, self._downlink.close), "closing an audio device")
         self._path = None
         self.metrics.press_at_s = None
 
@@ -284,3 +291,11 @@ class Runtime:
         if self._on_note is not None:
             self._on_note(note)
 
+
+def _each(calls, doing: str) -> None:
+    """Run every call; one that fails is logged and the others still run."""
+    for call in calls:
+        try:
+            call()
+        except Exception:
+            log.exception("error while %s", doing)

@@ -27,6 +27,8 @@ def kinds(actions):
             out.append((type(a).__name__, len(a.payload)))
         elif isinstance(a, m.RouteMic):
             out.append(("RouteMic", a.route))
+        elif isinstance(a, m.RoutePlayback):
+            out.append(("RoutePlayback", a.response_id))
         else:
             out.append((type(a).__name__,))
     return out
@@ -122,14 +124,16 @@ def test_connect_timeout():
 
 def test_reply_plays_then_finishes_when_drained_after_done():
     ctrl = active()
-    assert kinds(speaking(ctrl)) == [("RouteMic", "drop"), ("BeginReply",), ("Note", "reply_audio"), ("Play", 4800)]
+    # the first delta comes through here; then the socket's reader may play this response's further deltas
+    assert kinds(speaking(ctrl)) == [("RouteMic", "drop"), ("BeginReply",), ("Note", "reply_audio"), ("Play", 4800),
+                                     ("RoutePlayback", "resp_1")]
     assert kinds(ctrl.handle(m.AudioDelta("resp_1", "item_a", 0, PCM_100MS), 1.1)) == [("Play", 4800)]
     assert ctrl.reply_received_ms == pytest.approx(200)
     # drained while the response is still open: an underrun, still speaking
     assert ctrl.handle(m.PlaybackDrained(), 1.2) == [] and ctrl.playing
     ctrl.handle(m.AudioDelta("resp_1", "item_a", 0, PCM_100MS), 1.3)
     assert kinds(ctrl.handle(m.ServerEvent({"type": "response.done", "response": {"id": "resp_1"}}), 1.4)) == \
-        [("Note", "response_done")]
+        [("RoutePlayback", None), ("Note", "response_done")]   # the response is over: no more deltas to play
     assert kinds(ctrl.handle(m.PlaybackDrained(), 1.6)) == [("Note", "reply_played"), ("RouteMic", "send")]
     assert not ctrl.playing and ctrl.phase == ACTIVE
 
@@ -147,6 +151,7 @@ def test_button_barge_in_stops_cancels_and_truncates_to_what_was_heard():
     speaking(ctrl)
     ctrl.handle(m.AudioDelta("resp_1", "item_a", 0, PCM_100MS), 1.05)
     assert kinds(ctrl.handle(m.Press(), 1.1)) == [
+        ("RoutePlayback", None),   # closed first: no delta can reach the speaker after the stop
         ("StopPlayback",), ("Send", (("response_id", "resp_1"), ("type", "response.cancel"))),
         ("Note", "interrupted")]
     assert kinds(ctrl.handle(m.PlaybackStopped(played_ms=130), 1.1)) == [
@@ -272,7 +277,8 @@ def test_unknown_server_events_are_ignored():
 def test_shutdown_while_speaking_stops_playback_and_disconnects():
     ctrl = active()
     speaking(ctrl)
-    assert kinds(ctrl.handle(m.Shutdown(), 2.0)) == [("StopPlayback",), ("Disconnect",), ("CloseAudio",),
+    assert kinds(ctrl.handle(m.Shutdown(), 2.0)) == [("RoutePlayback", None), ("StopPlayback",), ("Disconnect",),
+                                                     ("CloseAudio",),
                                                      ("Note", "ended")]
 
 

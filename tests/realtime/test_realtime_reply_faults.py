@@ -124,7 +124,7 @@ def test_close_before_the_reply_was_complete_says_it_was_cut_off():
     rig.conn.play_all(reply_events("resp_1", "item_1", PCM_100MS * 5, done=False))
     mark = len(rig.actions)
     rig.peer.connections[0].server_close(1001, "")
-    assert rig.phase == DRAINING and actions_since(rig, mark)[:2] == ["Disconnect", "FinishReply"]
+    assert rig.phase == DRAINING and actions_since(rig, mark)[:3] == ["RoutePlayback", "Disconnect", "FinishReply"]
     rig.handle(m.PlaybackDrained(), 1.6)
     end = rig.last_end()
     assert end.level == "warning"

@@ -4,7 +4,7 @@
 class InertMic:
     sample_rate_hz = 16000
 
-    def open(self, on_frame, on_error=None): pass
+    def open(self, on_frames, on_error=None): pass
 
     def check_stream(self): pass
 
