@@ -287,3 +287,17 @@ def test_event_ids_are_unique():
     sent = [a.event["event_id"] for _ in range(3) for a in ctrl.handle(m.SpeechEnded(), 1.0)
             if isinstance(a, m.Send)]
     assert len(sent) == len(set(sent)) == 6
+
+
+def test_a_delta_the_reader_played_after_an_underrun_keeps_the_reply_playing():
+    """The runtime hands PlayedDelta counts over in order with PlaybackDrained (audio/playpath.py):
+    a delta that reached the speaker after it ran dry means the reply is not over yet."""
+    ctrl = active()
+    speaking(ctrl)                                               # resp_1 playing, route open
+    assert ctrl.handle(m.PlaybackDrained(), 1.2) == [] and ctrl.drained      # underrun mid-response
+    assert ctrl.handle(m.PlayedDelta(100.0), 1.3) == [] and not ctrl.drained
+    assert ctrl.reply_received_ms == pytest.approx(200)
+    done = kinds(ctrl.handle(m.ServerEvent({"type": "response.done", "response": {"id": "resp_1"}}), 1.4))
+    assert ("Note", "reply_played") not in done and ctrl.playing  # still playing what came last
+    assert kinds(ctrl.handle(m.PlaybackDrained(), 1.6)) == [("Note", "reply_played"), ("RouteMic", "send")]
+    assert ctrl.handle(m.PlayedDelta(100.0), 1.7) == [] and ctrl.reply_received_ms == pytest.approx(200)  # over
