@@ -27,8 +27,7 @@ from pivoice.ends import End
 
 __all__ = ["ACTIVE", "CONNECTING", "DRAINING", "IDLE", "Controller", "Settings"]
 TOKEN_RETRY_S = 1.0
-# Mic routes (audio/sendpath.py): keep while connecting, send to the session, or drop.
-BUFFER, SEND, DROP = "buffer", "send", "drop"
+BUFFER, SEND, DROP = m.BUFFER, m.SEND, m.DROP
 
 
 @dataclass(frozen=True)

@@ -169,9 +169,13 @@ class RoutePlayback:
     response_id: str | None
 
 
+# The mic routes: keep while connecting, send to the session, or drop.
+BUFFER, SEND, DROP = "buffer", "send", "drop"
+
+
 @dataclass(frozen=True)
 class RouteMic:
-    """Where the mic thread sends its chunks from now on: "buffer", "send" or "drop" (audio/sendpath.py)."""
+    """Where the mic thread sends its chunks from now on: BUFFER, SEND or DROP (audio/sendpath.py)."""
 
     route: str
 

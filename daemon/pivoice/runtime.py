@@ -74,7 +74,6 @@ class Runtime:
         self._conn = None
         self._generations = itertools.count(1)
         self._generation = 0
-        self._audio_open = False
         self._audio_opens = 0   # tags on_error reports, so a late one cannot end the next conversation
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._stopped = threading.Event()
@@ -171,7 +170,7 @@ class Runtime:
                 return   # a late event from a connection we already dropped
             event = event.event
         if isinstance(event, _AudioStopped):
-            if event.opened != self._audio_opens or not self._audio_open:
+            if event.opened != self._audio_opens or self._path is None:
                 return   # reported by a device we have closed since
             event = event.event
         if isinstance(event, m.AudioDelta):
@@ -195,7 +194,7 @@ class Runtime:
             self._after_dispatch()
 
     def _dispatch(self, event: object) -> None:
-        if isinstance(event, m.Tick) and self._audio_open:
+        if isinstance(event, m.Tick) and self._path is not None:
             self._check_audio()
         for action in self.controller.handle(event, self._clock()):
             self._execute(action)
@@ -255,7 +254,6 @@ class Runtime:
     def _open_audio(self) -> None:
         self.metrics.press_at_s = self._clock()
         self.metrics.conversations += 1
-        self._audio_open = True
         self._audio_opens += 1
         try:
             path = self._path = SendPath(self.events.put, self.metrics, self._clock)
@@ -279,11 +277,10 @@ class Runtime:
         _each((self._mic.check_stream, self._downlink.check_stream), "checking an audio stream")
 
     def _close_audio(self) -> None:
-        if not self._audio_open:
+        if self._path is None:   # the audio is open exactly while there is a send path
             return
-        self._audio_open = False
-        _each((self._mic.close, self._downlink.close), "closing an audio device")
         self._path = None
+        _each((self._mic.close, self._downlink.close), "closing an audio device")
         self.metrics.press_at_s = None
 
     def _note(self, note: m.Note) -> None:

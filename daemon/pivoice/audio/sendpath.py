@@ -19,16 +19,14 @@ thread. One lock orders them: a route change flushes the backlog before any late
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import deque
 from typing import Callable
 
 from pivoice import messages as m
+from pivoice.messages import BUFFER, DROP, SEND
 
-log = logging.getLogger(__name__)
-
-BUFFER, SEND, DROP = "buffer", "send", "drop"
+__all__ = ["BUFFER", "DROP", "MAX_BACKLOG_MS", "SEND", "SendPath"]
 # Before the socket opens the audio is kept; past this much the oldest goes (the press was long ago).
 MAX_BACKLOG_MS = 30_000
 
@@ -58,14 +56,13 @@ class SendPath:
         with self._lock:
             self._mode = mode
             flushed_ms = 0.0
-            if mode == SEND:
+            if mode != BUFFER:   # what was kept goes out now, or goes
                 while self._backlog:
                     chunk = self._backlog.popleft()
-                    self._send(chunk)
-                    flushed_ms += chunk.duration_ms
-            elif mode == DROP:
-                self._backlog.clear()
-            self._backlog_ms = 0.0 if mode != BUFFER else self._backlog_ms
+                    if mode == SEND:
+                        self._send(chunk)
+                        flushed_ms += chunk.duration_ms
+                self._backlog_ms = 0.0
             return flushed_ms
 
     def begin(self, uplink) -> list:
