@@ -15,12 +15,11 @@ import pytest
 
 from pivoice.audio.capture import PyAudioMic
 from pivoice.audio.playback import PyAudioSpeaker
+from support.audio_fakes import DEAD_STREAM
 from support.fixtures_audio import tone
 
 pytestmark = pytest.mark.pulse
 TICK_S = 0.1          # the runtime calls check_stream() on its tick
-# PortAudio's own words for the error vary ("Unanticipated host error", "Stream closed", ...)
-DEAD = r"\[Errno -\d+\] [^()]+ \(device unplugged, sound server gone or driver error\)"
 DETECT_WITHIN_S = 3.0
 
 
@@ -63,7 +62,7 @@ def test_speaker_stream_killed_mid_reply_reports_once_and_never_drains(pulse_rig
         spk.close()
     assert len(watched.errors) == 1, watched.errors
     at, reason = watched.errors[0]
-    assert re.fullmatch(f"output 'default': writing failed: {DEAD}", reason), reason
+    assert re.fullmatch(f"output 'default': writing failed: {DEAD_STREAM}", reason), reason
     assert at - killed_at < 1.0, f"reported {at - killed_at:.2f} s after the stream died"
     assert not drained.is_set()   # without on_error the controller would wait for this forever
     assert spk.stats()["stream_errors"] == 1 and spk.stats()["last_error"] == reason
@@ -118,6 +117,6 @@ def test_mic_stream_killed_mid_conversation_reports_once(pulse_rig, pulse_cli):
     finally:
         mic.close()
     assert len(watched.errors) == 1, watched.errors
-    assert re.fullmatch(f"input 'default': reading failed: {DEAD}", watched.errors[0][1]), watched.errors
+    assert re.fullmatch(f"input 'default': reading failed: {DEAD_STREAM}", watched.errors[0][1]), watched.errors
     assert watched.errors[0][0] - killed_at < 1.0
     assert mic.stats()["stream_errors"] == 1

@@ -21,11 +21,9 @@ from pivoice.audio.playback import PyAudioSpeaker
 from pivoice.controller import Controller
 from pivoice.realtime.scripted import ScriptedConnector, reply_events
 from pivoice.runtime import Runtime
+from support.audio_fakes import DEAD_STREAM
 from support.controller_rig import SETTINGS
 from support.runtime_fakes import InertUplink, ReadyTokens
-
-# PortAudio's own words for the error vary ("Unanticipated host error", "Stream closed", ...)
-DEAD = r"\[Errno -\d+\] [^()]+ \(device unplugged, sound server gone or driver error\)"
 
 
 def tone_pcm(seconds: float) -> bytes:
@@ -91,7 +89,7 @@ def test_speaker_unplugged_mid_reply_ends_the_conversation_at_warning(pulse_runt
     end = notes.wait("ended")
     took_s = time.monotonic() - killed_at
     assert end.level == "warning"
-    assert re.fullmatch(f"conversation ended: speaker stopped: output 'default': writing failed: {DEAD}", end.text)
+    assert re.fullmatch(f"conversation ended: speaker stopped: output 'default': writing failed: {DEAD_STREAM}", end.text)
     status = runtime.status()
     assert (status["state"], status["playing"], status["last_end_code"]) == ("idle", False, "audio_failed")
     assert status["audio"]["speaker"]["stream_errors"] == 1
@@ -113,7 +111,7 @@ def test_mic_unplugged_mid_conversation_ends_it_at_warning(pulse_runtime, pulse_
     end = notes.wait("ended")
     took_s = time.monotonic() - killed_at
     assert end.level == "warning"
-    assert re.fullmatch(f"conversation ended: mic stopped: input 'default': reading failed: {DEAD}", end.text)
+    assert re.fullmatch(f"conversation ended: mic stopped: input 'default': reading failed: {DEAD_STREAM}", end.text)
     assert runtime.status()["last_end_code"] == "audio_failed" and took_s < 1.0
     assert runtime.status()["audio"]["mic"] == {
         "device": "default", "overflows": runtime.status()["audio"]["mic"]["overflows"], "stream_errors": 1,

@@ -15,11 +15,10 @@ from pivoice.audio.capture import PyAudioMic
 from pivoice.audio.devices import PortAudioHost
 from pivoice.audio.playback import PyAudioSpeaker
 from pivoice.realtime.scripted import ScriptedConnector, reply_events
+from support.audio_fakes import DEVICE_GONE
 from support.fault_rig import FaultRig, check_end, next_press_works, tone
 
 pytestmark = pytest.mark.pulse
-# PortAudio's own words for the error in between vary ("Unanticipated host error", "Stream closed", ...)
-GONE = "(device unplugged, sound server gone or driver error)"
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +57,7 @@ def test_audio_mic_vanishes_mid_conversation(tmp_path, caplog, pulse_rig, stream
         time.sleep(0.3)
         killed_at = time.monotonic()
         stream_killer.kill("source-output")
-        check_end(rig, caplog, mark, "audio_failed", "warning", "mic stopped: input 'default': reading failed: [Errno", GONE,
+        check_end(rig, caplog, mark, "audio_failed", "warning", "mic stopped: input 'default': reading failed: [Errno", DEVICE_GONE,
                   timeout_s=5)
         took_s = time.monotonic() - killed_at
         assert took_s < 1.5, f"the dead mic was noticed after {took_s:.2f} s"
@@ -79,7 +78,7 @@ def test_audio_speaker_dies_mid_reply(tmp_path, caplog, pulse_rig, stream_killer
         time.sleep(0.4)
         killed_at = time.monotonic()
         stream_killer.kill("sink-input")
-        check_end(rig, caplog, mark, "audio_failed", "warning", "speaker stopped: output 'default': writing failed: [Errno", GONE,
+        check_end(rig, caplog, mark, "audio_failed", "warning", "speaker stopped: output 'default': writing failed: [Errno", DEVICE_GONE,
                   timeout_s=5)
         took_s = time.monotonic() - killed_at
         assert took_s < 1.5, f"the dead speaker was noticed after {took_s:.2f} s"
@@ -98,7 +97,7 @@ def test_audio_mic_vanishes_while_a_received_reply_plays(tmp_path, caplog, pulse
         rig.wait_note("reply_audio", mark)
         time.sleep(0.3)
         stream_killer.kill("source-output")
-        note = check_end(rig, caplog, mark, "audio_failed", "warning", "mic stopped: input 'default': reading failed: [Errno", GONE,
+        note = check_end(rig, caplog, mark, "audio_failed", "warning", "mic stopped: input 'default': reading failed: [Errno", DEVICE_GONE,
                          timeout_s=5)
         heard_ms = rig.heard_ms()
         assert heard_ms >= 2000 - 30 or "cut" in note.text, (

@@ -4,6 +4,7 @@ or speaker calls from its audio thread (`Groups` for on_frames, `Reports` for on
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Callable
@@ -52,6 +53,8 @@ class Groups:
 
 
 DEVICE_GONE = "(device unplugged, sound server gone or driver error)"   # how health.py explains an OSError
+# A real PortAudio error before it: its own words vary ("Unanticipated host error", "Stream closed", ...)
+DEAD_STREAM = rf"\[Errno -\d+\] [^()]+ {re.escape(DEVICE_GONE)}"
 
 
 class Reports:
