@@ -196,7 +196,8 @@ def test_mic_close_does_not_wait_forever_for_a_reader_stuck_in_the_driver(caplog
     mic = PyAudioMic("usb pnp", pyaudio_factory=pa, frame_ms=20, block_ms=20)
     thread = open_watching_thread(mic, lambda frames: None, errors)
     stream = pa.streams[0]
-    assert stream.wait_for(lambda s: s.reads == [960])   # blocked in a read that will never return data
+    stream.feed(bytes(1920))        # the first frame comes; then the device stops clocking
+    assert stream.wait_for(lambda s: s.reads == [960, 960])   # blocked in a read that will never return data
     start_s = time.monotonic()
     with caplog.at_level(logging.WARNING):
         mic.close()
@@ -221,3 +222,34 @@ def test_mic_that_cannot_open_says_which_device_and_can_be_opened_again():
     pa.streams[0].feed(bytes(1920))
     groups.wait_frames(1)
     close_mic(mic, pa.streams[0])
+
+
+def test_mic_waits_for_the_first_frame_asleep_and_a_close_meanwhile_never_reads():
+    # PortAudio's blocking read spins until a new capture stream's first period arrives (28-35 ms of CPU
+    # on ALSA's pulse plugin), so the reader asks what is there, sleeping between questions, and reads
+    # only once a frame is in
+    pa = FakePyAudio([USB_MIC])
+    groups = Groups()
+    mic = PyAudioMic("usb pnp", 48000, frame_ms=20, block_ms=100, pyaudio_factory=pa)
+    mic.open(groups)
+    stream = pa.streams[0]
+    stream.feed(bytes(1000))        # half a frame at 48 kHz: not yet
+    assert stream.wait_for(lambda s: s.read_polls >= 3)
+    assert stream.reads == []
+    started_s = time.monotonic()
+    stream.feed(bytes(920))
+    groups.wait_frames(1)
+    assert time.monotonic() - started_s < 0.5 and stream.reads[0] == 960
+    polls = stream.read_polls
+    stream.feed(bytes(9600))
+    groups.wait_frames(6)
+    assert stream.read_polls == polls   # only the first frame is waited for this way
+    close_mic(mic, stream)
+
+    mic.open(groups)
+    stream = pa.streams[1]
+    assert stream.wait_for(lambda s: s.read_polls >= 1)
+    started_s = time.monotonic()
+    mic.close()                     # nothing came: the close ends the wait at once
+    assert time.monotonic() - started_s < 0.5
+    assert stream.closed and stream.reads == []

@@ -90,7 +90,7 @@ class FakeStream:
     """What `FakePyAudio.open` returns: a PortAudio stream in blocking mode whose device the test plays.
 
     Input: `read(n)` blocks until the test has `feed()`-ed n frames x channels of s16le (any chunking)
-    or makes it `fail(exc)`; `run_free()` turns the device into one that keeps delivering silence, so a
+    or makes it `fail(exc)`; `get_read_available()` is what was fed and not read; `run_free()` turns the device into one that keeps delivering silence, so a
     reader blocked in `read` can be closed. Output: `write` puts the block into a device buffer of
     `buffer_frames` (default three periods, what ALSA keeps); `get_write_available()` is the room left
     and `advance(frames)` plays frames out of it (while started), making room; `stop_stream()` drops
@@ -113,6 +113,7 @@ class FakeStream:
         self._cond = threading.Condition()
         # input side
         self.reads: list[int] = []                  # frames asked for, per read() call
+        self.read_polls = 0                         # get_read_available() calls
         self.overflow_flags: list[bool] = []       # exception_on_overflow, per read() call
         self._fed = bytearray()
         self._read_error: BaseException | None = None
@@ -203,6 +204,15 @@ class FakeStream:
             data = bytes(self._fed[:n_bytes])
             del self._fed[:n_bytes]
             return data
+
+    def get_read_available(self) -> int:
+        with self._cond:
+            self._check_running()
+            if self._read_error is not None:
+                raise self._read_error
+            self.read_polls += 1
+            self._cond.notify_all()
+            return (1 << 30) if self._free_running else len(self._fed) // (2 * self.channels)
 
     def write(self, frames: bytes, num_frames: int | None = None, exception_on_underflow: bool = False) -> None:
         with self._cond:
