@@ -10,7 +10,6 @@ in ports.py). `open`/`close`/`check_stream` come from the controller thread.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable
@@ -87,7 +86,7 @@ class PyAudioMic:
             try:
                 self._stream = self._pa.open(format=pyaudio.paInt16, channels=self._channels, rate=rate_hz,
                                              input=True, input_device_index=index,
-                                             frames_per_buffer=int(os.environ.get("PV_PERIOD_FRAMES", "2")) * frame_samples)
+                                             frames_per_buffer=2 * frame_samples)
             except (OSError, ValueError) as exc:
                 raise AudioDeviceError(f"cannot open audio input [{index}] {self.device_name!r} at {rate_hz} Hz, "
                                        f"{self._channels} ch: {exc} (busy or unplugged?)") from exc
