@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pivoice import ends, errors
 from pivoice import messages as m
 from pivoice.controller_reply import ACTIVE, CONNECTING, DRAINING, IDLE, ReplyRules
+from pivoice.controller_tools import ToolRules
 from pivoice.ends import End
 
 __all__ = ["ACTIVE", "CONNECTING", "DRAINING", "IDLE", "Controller", "Settings"]
@@ -45,7 +46,7 @@ class Settings:
     reply_stall_s: float = 10.0    # a response in flight with no server event for this long has stalled
 
 
-class Controller(ReplyRules):
+class Controller(ReplyRules, ToolRules):
     """Owns conversation state. Called from the controller thread only."""
 
     def __init__(self, settings: Settings):
@@ -113,12 +114,13 @@ class Controller(ReplyRules):
         self.acknowledged = False       # session.created/updated arrived
         self.user_speaking = False
         self._reset_reply()
+        self._reset_tools()
 
     def _event(self, type_: str, **fields) -> m.Send:
         return m.Send({"type": type_, "event_id": f"evt_pv_{next(self._ids)}", **fields})
 
     def _end(self, end: End) -> list:
-        actions: list = []
+        actions: list = self._cancel_tools(tell_model=False)
         if self.playing:
             actions.append(m.StopPlayback())
         if self.phase in (CONNECTING, ACTIVE):
@@ -145,7 +147,7 @@ class Controller(ReplyRules):
             return self._end(End(ends.USER, "cancelled by a press while connecting"))
         if self.phase == DRAINING:
             return self._end(self.closing.but("; playout stopped by a press"))
-        if self.playing or self.response_id is not None:
+        if self.playing or self.response_id is not None or self.tools_busy:
             return self._interrupt("button")
         return self._end(End(ends.USER, "ended by a press"))
 
@@ -245,7 +247,7 @@ class Controller(ReplyRules):
         if self.response_id is not None and self.now_s - self.last_reply_event_s >= self.s.reply_stall_s:
             return self._finish_session(End(ends.STALLED, "server stopped answering mid-reply "
                                             f"(nothing for {self.s.reply_stall_s:.0f} s)", ends.WARNING))
-        busy = self.playing or self.response_id is not None or self.user_speaking
+        busy = self.playing or self.response_id is not None or self.user_speaking or self.tools_busy
         # an unacknowledged session ends as such (above), never as "idle", whichever deadline a tick sees first
         if not busy and self.acknowledged and self.now_s - self.last_activity_s >= self.s.idle_timeout_s:
             return self._end(End(ends.IDLE, f"no speech for {self.s.idle_timeout_s:.0f} s"))

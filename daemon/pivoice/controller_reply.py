@@ -45,6 +45,7 @@ class ReplyRules:
         if self.playing:
             self.stop_reason = reason
             actions.insert(0, m.StopPlayback())
+        actions += self._cancel_tools()
         actions.append(m.Note("interrupted", f"reply interrupted by {reason}"))
         return actions
 
@@ -122,7 +123,8 @@ class ReplyRules:
     def _reply_finished(self) -> list:
         self.playing = False
         self.last_activity_s = self.now_s
-        return [m.Note("reply_played", f"reply played ({self.reply_received_ms:.0f} ms of audio)")]
+        return [m.Note("reply_played", f"reply played ({self.reply_received_ms:.0f} ms of audio)"),
+                *self._end_if_asked()]
 
     def _on_PlaybackStopped(self, ev: m.PlaybackStopped) -> list:
         if self.phase != ACTIVE or not self.playing or self.reply_item is None:
@@ -152,6 +154,11 @@ class ReplyRules:
             return [note_for(kind, d)] + self._interrupt("voice")
         if kind == "response.created":
             self.response_id = (d.get("response") or {}).get("id")
+            self._response_started()
+        elif kind == "response.function_call_arguments.done":
+            return self._start_call(d)
+        elif kind == "response.output_text.done" and d.get("text"):
+            return [note_for(kind, d), m.RecordText("reply_text", d["text"])]
         elif kind == "response.done":
             return self._on_response_done(d.get("response") or {})
         elif kind == "error":
@@ -171,6 +178,7 @@ class ReplyRules:
         tokens = usage.get("output_tokens")
         actions: list = [m.Note("response_done", f"response {response.get('status') or '?'} "
                                 f"({'?' if tokens is None else tokens} output tokens)")]
+        actions += self._calls_done(response)
         if self.playing and self.drained:
             actions += self._reply_finished()
-        return actions
+        return actions + self._end_if_asked()

@@ -129,6 +129,28 @@ class Shutdown:
     pass
 
 
+@dataclass(frozen=True)
+class ToolDone:
+    """A local function tool finished (tools/runner.py, on its worker thread): `output` is the JSON
+    text for the model's `function_call_output`; `effect` asks the controller for something only it
+    may do ("end_conversation")."""
+
+    call_id: str
+    name: str
+    output: str = field(repr=False)
+    ok: bool = True
+    effect: str | None = None
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    """A timer the `set_timer` tool set has run out (its timer thread)."""
+
+    timer_id: str
+    label: str | None
+    duration_s: float
+
+
 # ---- actions -----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -198,6 +220,28 @@ class FinishReply:
 @dataclass(frozen=True)
 class StopPlayback:
     """Drop queued reply audio now; the runtime answers with PlaybackStopped(played_ms)."""
+
+
+@dataclass(frozen=True)
+class RunTool:
+    """Run a local function tool off the controller thread; it answers with ToolDone."""
+
+    call_id: str
+    name: str
+    arguments: str = field(repr=False)   # the model's JSON text, checked against the tool's schema by the runner
+
+
+@dataclass(frozen=True)
+class CancelTools:
+    call_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecordText:
+    """A transcript or a text reply for the log, `ctl status`, the JSONL file and the webhook."""
+
+    kind: str   # "reply_text" | "user_transcript" | "dictation"
+    text: str = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Callable
 
 from pivoice import errors
 from pivoice import messages as m
+from pivoice.assistant import Assistant
 from pivoice.audio.playpath import PlayPath
 from pivoice.audio.sendpath import SendPath
 from pivoice.controller import IDLE, Controller
@@ -57,7 +58,7 @@ class Runtime:
     def __init__(self, controller: Controller, *, mic, uplink_factory: Callable[[int], object], downlink,
                  tokens, connector, on_note: Callable[[m.Note], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
-                 watchdog_interval_s: float | None = None):
+                 watchdog_interval_s: float | None = None, assistant: Assistant | None = None):
         self.controller = controller
         self._notifier = notifier
         self._watchdog_interval_s = watchdog_interval_s if notifier is not None else None
@@ -80,6 +81,8 @@ class Runtime:
         self._thaw = threading.Event()   # only stop() sets it: ends a debug freeze
         self.metrics = Metrics()
         self._status: dict = controller.snapshot()
+        self._assistant = assistant or Assistant()   # tools and transcripts (assistant.py)
+        self._assistant.bind(self.post)
 
     # ---- any thread ----------------------------------------------------------------
 
@@ -89,7 +92,8 @@ class Runtime:
     def status(self) -> dict:
         token_status = self._tokens.status() if self._tokens else {}
         audio = {"mic": self._mic.stats(), "speaker": self._downlink.stats()}   # xruns, stream errors
-        return {**self._status, "token": token_status, "metrics": self.metrics.as_dict(), "audio": audio}
+        return {**self._status, "token": token_status, "metrics": self.metrics.as_dict(), "audio": audio,
+                **self._assistant.status()}
 
     @property
     def idle(self) -> bool:
@@ -248,7 +252,7 @@ class Runtime:
         elif isinstance(action, m.StopPlayback):
             self._count_played()   # the route closed before this stop: every delta played is in the count
             self._dispatch(m.PlaybackStopped(self._play.stop()))
-        else:
+        elif not self._assistant.execute(action):
             raise TypeError(f"unknown action {action!r}")
 
     def _open_audio(self) -> None:

@@ -15,6 +15,10 @@ DELTA = {"type": "response.output_audio.delta", "response_id": "resp_1", "item_i
          "output_index": 0, "content_index": 0, "delta": base64.b64encode(b"\x01\x00" * 8).decode()}
 
 
+CALL = {"type": "response.function_call_arguments.done", "event_id": "e", "response_id": "resp_1",
+        "item_id": "fc_1", "output_index": 0, "call_id": "call_1", "name": "get_time", "arguments": '{"tz": "UTC"}'}
+
+
 def parse(event, opcode=OPCODE_TEXT):
     data = event if isinstance(event, bytes) else json.dumps(event).encode()
     return FrameParser(clock=lambda: 7.0).parse(opcode, data)
@@ -30,7 +34,7 @@ def test_good_events_become_clean_controller_events():
     done = parse({"type": "response.done", "event_id": "e", "response": {
         "id": "resp_1", "status": "completed", "output": [{"big": "x" * 1000}], "usage": {"output_tokens": 12}}})
     assert done.data == {"type": "response.done", "response": {"id": "resp_1", "status": "completed",
-                                                                "usage": {"output_tokens": 12}}}
+                                                                "usage": {"output_tokens": 12}, "function_calls": []}}
     # optional fields may be absent; unknown types pass as bare events (progress on the reply)
     assert parse({"type": "response.done", "response": {}}).data["response"]["id"] is None
     assert parse({"type": "rate_limits.updated", "rate_limits": "whatever"}).data == {"type": "rate_limits.updated"}
@@ -66,6 +70,16 @@ def test_good_events_become_clean_controller_events():
      "audio_start_ms"),
     ({"type": "response.output_audio_transcript.done", "transcript": 42}, "response.output_audio_transcript.done",
      "transcript"),
+    # function calls: what the tool runner gets must be whole and of the right type
+    ({**CALL, "call_id": 7}, "response.function_call_arguments.done", "call_id"),
+    ({**CALL, "name": ""}, "response.function_call_arguments.done", "name"),
+    ({**CALL, "name": "n" * 65}, "response.function_call_arguments.done", "name"),
+    ({**CALL, "arguments": {"minutes": 5}}, "response.function_call_arguments.done", "arguments"),
+    ({**CALL, "arguments": "x" * 70000}, "response.function_call_arguments.done", "arguments"),
+    ({"type": "response.done", "response": {"id": "r", "output": "calls"}}, "response.done", "response.output"),
+    ({"type": "response.done", "response": {"id": "r", "output": [{"type": "function_call", "name": "f",
+                                                                     "arguments": "{}"}]}},
+     "response.done", "response.output[0].call_id"),
 ])
 def test_bad_field_drops_the_event_with_one_warning_naming_type_and_field(event, kind, field, caplog):
     caplog.set_level(logging.DEBUG, logger="pivoice.realtime.events")
@@ -164,3 +178,19 @@ def test_text_deltas_reach_the_controller_at_most_once_a_second_as_liveness():
     now[0] += 0.6
     assert frame("response.output_text.delta", delta="x") is not None               # a second later: again
     assert parser.dropped == 0                                                        # skipped, not faulty
+
+
+def test_function_calls_reach_the_controller_whole_from_arguments_done_and_response_done():
+    assert parse(CALL).data == {"type": "response.function_call_arguments.done", "call_id": "call_1",
+                                "name": "get_time", "arguments": '{"tz": "UTC"}', "response_id": "resp_1"}
+    long_arguments = json.dumps({"text": "x" * 5000})   # longer than log text, kept whole
+    assert parse({**CALL, "arguments": long_arguments}).data["arguments"] == long_arguments
+    done = parse({"type": "response.done", "response": {"id": "resp_1", "output": [
+        {"type": "message", "role": "assistant", "content": []},
+        {"type": "function_call", "call_id": "call_1", "name": "get_time", "arguments": "{}"},
+        {"type": "function_call", "call_id": "call_2", "name": "set_timer", "arguments": '{"minutes": 1}'}]}})
+    assert done.data["response"]["function_calls"] == [
+        {"call_id": "call_1", "name": "get_time", "arguments": "{}", "response_id": "resp_1"},
+        {"call_id": "call_2", "name": "set_timer", "arguments": '{"minutes": 1}', "response_id": "resp_1"}]
+    text = "word " * 1000   # a text-only reply is kept whole for the transcript file
+    assert parse({"type": "response.output_text.done", "text": text}).data["text"] == text

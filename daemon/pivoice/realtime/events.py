@@ -34,6 +34,9 @@ MAX_TEXT_CHARS = 2000       # transcripts and messages are shortened to this for
 # each one not posted is a wakeup of the controller thread saved (about one per audio delta).
 LIVENESS_INTERVAL_S = 1.0
 MAX_ID_CHARS = 256
+MAX_NAME_CHARS = 64             # function names: ^[a-zA-Z0-9_-]{1,64}$ in the API
+MAX_ARGUMENTS_CHARS = 1 << 16   # a function call's JSON arguments
+MAX_REPLY_CHARS = 20000         # a text-only reply, kept whole for the transcript file and a display
 NO_STATUS = 1005            # RFC 6455: the close frame carried no status code
 CLOSE_NAMES = {1000: "normal closure", 1001: "going away", 1002: "protocol error", 1003: "unsupported data",
                NO_STATUS: "no status code", 1006: "abnormal closure", 1007: "invalid payload", 1008: "policy violation",
@@ -95,13 +98,56 @@ def _response_created(d: dict) -> dict:
     return {"response": {"id": _id("response.id", r.get("id"))}}
 
 
+def _name(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME_CHARS:
+        raise BadField(field, f"must be a name of 1..{MAX_NAME_CHARS} characters")
+    return value
+
+
+def _arguments(field: str, value: Any) -> str:
+    # kept whole (never shortened like log text): the tool runner parses it
+    if not isinstance(value, str) or len(value) > MAX_ARGUMENTS_CHARS:
+        raise BadField(field, f"must be a JSON text of at most {MAX_ARGUMENTS_CHARS} characters")
+    return value
+
+
+def _function_call(prefix: str, item: dict, response_id: str | None) -> dict:
+    return {"call_id": _id(prefix + "call_id", item.get("call_id")),
+            "name": _name(prefix + "name", item.get("name")),
+            "arguments": _arguments(prefix + "arguments", item.get("arguments")),
+            "response_id": response_id}
+
+
+def _function_calls(r: dict, response_id: str | None) -> list[dict]:
+    """The function_call items of a finished response (the calls a client must answer)."""
+    output = r.get("output")
+    if output is None:
+        return []
+    if not isinstance(output, list):
+        raise BadField("response.output", "must be a list of items")
+    return [_function_call(f"response.output[{i}].", item, response_id) for i, item in enumerate(output)
+            if isinstance(item, dict) and item.get("type") == "function_call"]
+
+
 def _response_done(d: dict) -> dict:
     r = _object("response", d.get("response"))
     usage = _object("response.usage", r.get("usage"), optional=True)
-    return {"response": {"id": _opt_id("response.id", r.get("id")),
+    response_id = _opt_id("response.id", r.get("id"))
+    return {"response": {"id": response_id,
                          "status": _opt_text("response.status", r.get("status")),
                          "usage": {"output_tokens": _opt_count("response.usage.output_tokens",
-                                                                usage.get("output_tokens"))}}}
+                                                                usage.get("output_tokens"))},
+                         "function_calls": _function_calls(r, response_id)}}
+
+
+def _arguments_done(d: dict) -> dict:
+    return _function_call("", d, _opt_id("response_id", d.get("response_id")))
+
+
+def _reply_text(field: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise BadField(field, "must be a string")
+    return value if value is None or len(value) <= MAX_REPLY_CHARS else value[:MAX_REPLY_CHARS] + "..."
 
 
 def _error(d: dict) -> dict:
@@ -127,7 +173,8 @@ _SCHEMAS: dict[str, Callable[[dict], dict]] = {
     "input_audio_buffer.speech_stopped": _field("audio_end_ms", _opt_count),
     "input_audio_buffer.committed": lambda d: {},
     "response.output_audio_transcript.done": _field("transcript", _opt_text),
-    "response.output_text.done": _field("text", _opt_text),
+    "response.output_text.done": _field("text", _reply_text),
+    "response.function_call_arguments.done": _arguments_done,
     "conversation.item.input_audio_transcription.completed": _field("transcript", _opt_text),
 }
 
