@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pivoice import ends, errors
 from pivoice import messages as m
 from pivoice.controller_reply import ACTIVE, CONNECTING, DRAINING, IDLE, ReplyRules
+from pivoice.controller_timers import TIMER, TimerRules
 from pivoice.controller_tools import ToolRules
 from pivoice.ends import End
 
@@ -46,7 +47,7 @@ class Settings:
     reply_stall_s: float = 10.0    # a response in flight with no server event for this long has stalled
 
 
-class Controller(ReplyRules, ToolRules):
+class Controller(ReplyRules, ToolRules, TimerRules):
     """Owns conversation state. Called from the controller thread only."""
 
     def __init__(self, settings: Settings):
@@ -57,6 +58,7 @@ class Controller(ReplyRules, ToolRules):
         self.now_s = 0.0
         self.route = DROP   # the mic route last announced with RouteMic
         self.playback_route: str | None = None   # ... and the playback route, with RoutePlayback
+        self.owed_sentences: list[str] = []   # timers done, not yet announced (controller_timers.py)
         self._reset()
 
     def handle(self, event: object, now_s: float) -> list:
@@ -87,6 +89,8 @@ class Controller(ReplyRules, ToolRules):
     def mic_route(self) -> str:
         """Where mic audio goes now: kept until the session opens, then sent, except while the reply
         plays in half duplex (the mic would send the reply back to the server) and outside a session."""
+        if self.announcing is not None:
+            return DROP   # a session of our own, to announce a timer: nobody is talking to it
         if self.phase == CONNECTING:
             return BUFFER
         if self.phase == ACTIVE and not (self.s.half_duplex and self.playing):
@@ -115,11 +119,15 @@ class Controller(ReplyRules, ToolRules):
         self.user_speaking = False
         self._reset_reply()
         self._reset_tools()
+        self._reset_timers()
 
     def _event(self, type_: str, **fields) -> m.Send:
         return m.Send({"type": type_, "event_id": f"evt_pv_{next(self._ids)}", **fields})
 
     def _end(self, end: End) -> list:
+        chime = self._announcement_failed(end)
+        if chime is not None:
+            return chime
         actions: list = self._cancel_tools(tell_model=False)
         if self.playing:
             actions.append(m.StopPlayback())
@@ -128,7 +136,7 @@ class Controller(ReplyRules, ToolRules):
         actions += [m.CloseAudio(), m.Note("ended", f"conversation ended: {end.reason}", end.level)]
         self.last_end_reason, self.last_end_code = end.reason, end.code
         self._reset()
-        return actions
+        return actions + ([] if end.code == ends.SHUTDOWN else self._hand_on_owed())
 
     def _manual_turn_end(self) -> list:
         # With turn_detection null nobody else closes the turn: commit and ask for the answer ourselves.
@@ -143,6 +151,8 @@ class Controller(ReplyRules, ToolRules):
             # The key request goes first so the socket dials while the audio devices open.
             return [m.Note("pressed", f"pressed ({ev.source}): starting a conversation"),
                     m.RequestToken(), m.OpenAudio()]
+        if self.announcing is not None:
+            return self._end(End(TIMER, "timer announcement stopped by a press"))
         if self.phase == CONNECTING:
             return self._end(End(ends.USER, "cancelled by a press while connecting"))
         if self.phase == DRAINING:
@@ -181,7 +191,7 @@ class Controller(ReplyRules, ToolRules):
         if self.pending_commit:
             actions += self._manual_turn_end()
         self.pending_commit = False
-        return actions
+        return actions + self._announcement_opened()
 
     def _on_SocketClosed(self, ev: m.SocketClosed) -> list:
         if self.phase == CONNECTING:

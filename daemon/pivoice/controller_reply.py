@@ -124,7 +124,7 @@ class ReplyRules:
         self.playing = False
         self.last_activity_s = self.now_s
         return [m.Note("reply_played", f"reply played ({self.reply_received_ms:.0f} ms of audio)"),
-                *self._end_if_asked()]
+                *self._end_if_asked(), *self._announcement_heard()]
 
     def _on_PlaybackStopped(self, ev: m.PlaybackStopped) -> list:
         if self.phase != ACTIVE or not self.playing or self.reply_item is None:
@@ -178,7 +178,7 @@ class ReplyRules:
         tokens = usage.get("output_tokens")
         actions: list = [m.Note("response_done", f"response {response.get('status') or '?'} "
                                 f"({'?' if tokens is None else tokens} output tokens)")]
-        actions += self._calls_done(response)
+        actions += self._calls_done(response) + self._say_owed()
         if self.playing and self.drained:
             actions += self._reply_finished()
-        return actions + self._end_if_asked()
+        return actions + self._end_if_asked() + self._announcement_heard()
