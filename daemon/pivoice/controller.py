@@ -45,6 +45,7 @@ class Settings:
     max_duration_s: float
     connect_timeout_s: float       # press -> socket open, and socket open -> session acknowledged
     reply_stall_s: float = 10.0    # a response in flight with no server event for this long has stalled
+    dictation: bool = False        # a transcription session: turns are transcribed, never answered
 
 
 class Controller(ReplyRules, ToolRules, TimerRules):
@@ -139,8 +140,10 @@ class Controller(ReplyRules, ToolRules, TimerRules):
         return actions + ([] if end.code == ends.SHUTDOWN else self._hand_on_owed())
 
     def _manual_turn_end(self) -> list:
-        # With turn_detection null nobody else closes the turn: commit and ask for the answer ourselves.
-        return [self._event("input_audio_buffer.commit"), self._event("response.create")]
+        # With turn_detection null nobody else closes the turn: commit and ask for the answer ourselves
+        # (dictation: the commit alone; the transcript is the answer, and responses do not exist there).
+        commit = [self._event("input_audio_buffer.commit")]
+        return commit if self.s.dictation else commit + [self._event("response.create")]
 
     # ---- button -----------------------------------------------------------------
 

@@ -159,6 +159,10 @@ class ReplyRules:
             return self._start_call(d)
         elif kind == "response.output_text.done" and d.get("text"):
             return [note_for(kind, d), m.RecordText("reply_text", d["text"])]
+        elif kind == "conversation.item.input_audio_transcription.completed" and d.get("transcript"):
+            self.last_activity_s = self.now_s
+            return [note_for(kind, d), m.RecordText("dictation" if self.s.dictation else "user_transcript",
+                                                    d["transcript"])]
         elif kind == "response.done":
             return self._on_response_done(d.get("response") or {})
         elif kind == "error":

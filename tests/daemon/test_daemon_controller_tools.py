@@ -146,3 +146,20 @@ def test_a_text_reply_is_recorded_for_the_transcript_sink():
     ctrl.handle(created("resp_1"), 1.0)
     actions = ctrl.handle(m.ServerEvent({"type": "response.output_text.done", "text": "It is noon."}), 1.1)
     assert [(a.kind, a.text) for a in actions if isinstance(a, m.RecordText)] == [("reply_text", "It is noon.")]
+
+
+def test_user_transcripts_are_recorded_and_a_dictation_turn_is_committed_but_never_answered():
+    from dataclasses import replace
+    from test_daemon_controller import BASE
+    ctrl = active()
+    actions = ctrl.handle(m.ServerEvent({"type": "conversation.item.input_audio_transcription.completed",
+                                         "transcript": "what time is it"}), 1.0)
+    assert [(a.kind, a.text) for a in actions if isinstance(a, m.RecordText)] == [
+        ("user_transcript", "what time is it")]
+    dictation = active(replace(BASE, manual_turns=True, dictation=True))
+    dictation.handle(m.SpeechStarted(), 1.0)
+    actions = dictation.handle(m.SpeechEnded(), 2.0)
+    assert sends(actions) == [("Send", (("type", "input_audio_buffer.commit"),))]   # no response.create
+    actions = dictation.handle(m.ServerEvent({"type": "conversation.item.input_audio_transcription.completed",
+                                              "transcript": "buy milk"}), 2.5)
+    assert [(a.kind, a.text) for a in actions if isinstance(a, m.RecordText)] == [("dictation", "buy milk")]

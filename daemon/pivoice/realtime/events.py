@@ -175,7 +175,7 @@ _SCHEMAS: dict[str, Callable[[dict], dict]] = {
     "response.output_audio_transcript.done": _field("transcript", _opt_text),
     "response.output_text.done": _field("text", _reply_text),
     "response.function_call_arguments.done": _arguments_done,
-    "conversation.item.input_audio_transcription.completed": _field("transcript", _opt_text),
+    "conversation.item.input_audio_transcription.completed": _field("transcript", _reply_text),
 }
 
 
