@@ -14,17 +14,19 @@ from typing import Callable
 from pivoice.audio import codec
 from pivoice.audio.ports import OnError, Speaker
 from pivoice.audio.resample import DEFAULT_QUALITY, StreamResampler
+from pivoice.audio.volume import Volume
 
 
 class Downlink:
     def __init__(self, speaker: Speaker, wire_format: str, *, clock: Callable[[], float] = time.monotonic,
-                 resample_quality: str = DEFAULT_QUALITY) -> None:
+                 resample_quality: str = DEFAULT_QUALITY, volume: Volume | None = None) -> None:
         if wire_format not in codec.FORMATS:
             raise ValueError(f"unknown wire format {wire_format!r}; expected one of {', '.join(codec.FORMATS)}")
         self.speaker, self.wire_format = speaker, wire_format
         self.wire_rate_hz = codec.wire_rate_hz(wire_format)
         self._clock = clock
         self._quality = resample_quality
+        self.volume = volume or Volume()
         self._resampler: StreamResampler | None = None
         self._received_wire_samples = 0
         self._reply_base_samples = 0   # speaker sample position where the current reply starts
@@ -52,13 +54,13 @@ class Downlink:
         if out:
             if self.first_sample_at is None:
                 self.first_sample_at = self._clock()
-            self.speaker.write(out)
+            self.speaker.write(self.volume.apply(out))
 
     def finish_reply(self) -> None:
         """The reply's last delta arrived: push out what the resampler filter still holds."""
         tail = self._resampler.flush() if self._resampler is not None else b""
         if tail:
-            self.speaker.write(tail)
+            self.speaker.write(self.volume.apply(tail))
 
     def device_first_sample_at(self) -> float | None:
         """When the speaker's audio thread released this reply's first sample (None until it has)."""
