@@ -12,7 +12,7 @@ import sys
 # sub-command -> (module, function taking argv, one-line help)
 COMMANDS = {
     "run": ("pivoice.app", "main", "run the voice-assistant daemon"),
-    "check-config": ("pivoice.config", "main", "validate a daemon config file"),
+    "check-config": ("pivoice.check_config", "main", "validate a daemon config file"),
     "doctor": ("pivoice.doctor.cli", "main", "check mic, speaker, button, config, token backend and Realtime"),
     "devices": ("pivoice.audio.devices", "main", "list audio inputs/outputs and their sample rates"),
     "ctl": ("pivoice.control", "main", "press/release the button or read status over the control socket"),

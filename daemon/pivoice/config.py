@@ -3,21 +3,22 @@
 `load(path)` either returns a complete `Config` or raises `ConfigError` naming
 the file, the key path and the reason. `config/pivoice.example.yaml` documents
 every key. The `session:` block mirrors the API's GA session object (see
-`session_schema.py`) so users can copy from the API docs.
+`session_schema.py`) so users can copy from the API docs; the older beta shape is
+mapped to it first (`session_beta.py`).
 
 Main thread, at start-up only.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from pivoice.audio import codec
-from pivoice.session_schema import TurnDetection, read_session
+from pivoice.session_beta import read_any_session
+from pivoice.session_schema import TurnDetection
 from pivoice.settings import ConfigError, Section, load_yaml_mapping
 
 WAV_PREFIX = "wav:"
@@ -105,6 +106,7 @@ class SessionConfig:
     output_format: str
     turn_detection: TurnDetection | None
     output_audio: bool
+    beta_mapped: tuple[tuple[str, str], ...] = ()   # (beta key, GA path) moved at load (session_beta.py)
 
     def payload(self) -> dict:
         return json.loads(self.json_text)
@@ -224,8 +226,7 @@ def parse(data: dict, file: str) -> Config:
     )
     conv.done()
 
-    session_sec = root.section("session")
-    payload, td = read_session(session_sec)
+    payload, td, beta_mapped = read_any_session(root.raw("session", None), file)
     audio_in = payload["audio"]["input"]["format"]["type"]
     audio_out = payload["audio"]["output"]["format"]["type"]
     session = SessionConfig(
@@ -235,6 +236,7 @@ def parse(data: dict, file: str) -> Config:
         output_format=audio_out,
         turn_detection=td,
         output_audio=payload["output_modalities"] == ["audio"],
+        beta_mapped=beta_mapped,
     )
     for fmt in (audio_in, audio_out):
         assert fmt in codec.FORMATS  # read_session only admits these
@@ -260,30 +262,6 @@ def load_or_report(path: str | Path) -> Config | None:
 
 
 def main(argv: list[str]) -> int:
-    """`pivoice check-config FILE`: what `pivoice run` validates before it starts (the file, the device
-    secret or its systemd credential source, the backend URL and CA bundle). Exit 0 and a summary if
-    runnable, 2 and the error otherwise."""
-    from pivoice import preflight
-    parser = argparse.ArgumentParser(prog="pivoice check-config", description=main.__doc__)
-    parser.add_argument("file")
-    parser.add_argument("--unit-file", help="unit file to read LoadCredential= from when tokens.secret_file is "
-                                            "a systemd credential (default: `systemctl cat UNIT`)")
-    parser.add_argument("--file-only", action="store_true",
-                        help="check the file alone, not the secret (e.g. on a machine that is not the Pi)")
-    args = parser.parse_args(argv)
-    try:
-        if args.file_only:
-            cfg, notes = load(args.file), []
-        else:
-            runnable = preflight.check_runnable(args.file, unit_file=args.unit_file)
-            cfg, notes = runnable.cfg, runnable.notes
-    except ConfigError as exc:
-        print(f"pivoice: config error: {exc}", file=sys.stderr)
-        return 2
-    td = cfg.session.turn_detection
-    print(f"{cfg.file}: ok (model {cfg.session.model}, input {cfg.audio.input.device}, "
-          f"output {cfg.audio.output.device}, turn detection {td.type if td else 'manual'}, "
-          f"backend {cfg.tokens.backend_url})")
-    for note in notes:
-        print(f"  note: {note}")
-    return 0
+    """`pivoice check-config`: lives in check_config.py; kept here for callers of `config.main`."""
+    from pivoice import check_config
+    return check_config.main(argv)

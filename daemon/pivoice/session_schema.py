@@ -4,7 +4,8 @@ We validate it ourselves rather than with the `openai` SDK types because the SDK
 (and pydantic) are far too heavy for a Pi; a test checks that what we accept
 also validates strictly against the SDK's `RealtimeSessionCreateRequest`.
 Defaults fill in what a voice device needs (PCM both ways, far-field noise
-reduction, server VAD) so a minimal config works.
+reduction, server VAD) so a minimal config works. A block in the older beta shape
+is moved to this one first (`session_beta.py`).
 """
 
 from __future__ import annotations

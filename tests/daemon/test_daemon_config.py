@@ -68,7 +68,8 @@ def test_minimal_config_gets_voice_device_defaults(tmp_path):
     ("realtime.url", "https://api.openai.com/v1/realtime", "realtime.url", "must start with wss://"),
     ("tokens.backend_url", "ftp://x", "tokens.backend_url", "must start with https://"),
     ("session.output_modalities", ["audio", "text"], "session.output_modalities", "does not allow both"),
-    ("session.modalities", ["audio"], "session.modalities", "unknown key"),
+    ("session.modalities", ["video"], "session.modalities", "must be [audio, text] or [text]"),   # beta key
+    ("session.colour", "blue", "session.colour", "unknown key"),
     ("session.max_output_tokens", 5000, "session.max_output_tokens", "1..4096"),
     ("session.audio.input.format", {"type": "audio/pcm", "rate": 16000}, "session.audio.input.format.rate",
      "must be one of 24000"),
