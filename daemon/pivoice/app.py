@@ -220,11 +220,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeline", help="append one JSON line per conversation event to this file")
     args = parser.parse_args(argv)
     block_signals()   # before any thread exists: SIGHUP during start-up must not kill us either
+    # formatted before the config loads: loading may warn (e.g. beta session keys mapped to GA)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_or_report(args.config)
     if cfg is None:
         return 2
-    logging.basicConfig(level=cfg.log_level.upper(), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(cfg.log_level.upper())
     test_hooks = os.environ.get(TEST_HOOKS_ENV) == "1"
     if test_hooks:
         log.warning("%s=1: test hooks are on (ctl debug-freeze hangs the controller); never in production",
