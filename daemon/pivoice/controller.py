@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pivoice import ends, errors
 from pivoice import messages as m
 from pivoice.controller_reply import ACTIVE, CONNECTING, DRAINING, IDLE, ReplyRules
+from pivoice.controller_mcp import McpRules
 from pivoice.controller_timers import TIMER, TimerRules
 from pivoice.controller_tools import ToolRules
 from pivoice.ends import End
+from pivoice.mcp_policy import McpPolicy
 
 __all__ = ["ACTIVE", "CONNECTING", "DRAINING", "IDLE", "Controller", "Settings"]
 TOKEN_RETRY_S = 1.0
@@ -46,9 +48,10 @@ class Settings:
     connect_timeout_s: float       # press -> socket open, and socket open -> session acknowledged
     reply_stall_s: float = 10.0    # a response in flight with no server event for this long has stalled
     dictation: bool = False        # a transcription session: turns are transcribed, never answered
+    mcp: McpPolicy | None = None   # which MCP calls to approve, ask about or deny (None: deny all)
 
 
-class Controller(ReplyRules, ToolRules, TimerRules):
+class Controller(ReplyRules, ToolRules, TimerRules, McpRules):
     """Owns conversation state. Called from the controller thread only."""
 
     def __init__(self, settings: Settings):
@@ -121,6 +124,7 @@ class Controller(ReplyRules, ToolRules, TimerRules):
         self._reset_reply()
         self._reset_tools()
         self._reset_timers()
+        self._reset_mcp()
 
     def _event(self, type_: str, **fields) -> m.Send:
         return m.Send({"type": type_, "event_id": f"evt_pv_{next(self._ids)}", **fields})
@@ -156,6 +160,8 @@ class Controller(ReplyRules, ToolRules, TimerRules):
                     m.RequestToken(), m.OpenAudio()]
         if self.announcing is not None:
             return self._end(End(TIMER, "timer announcement stopped by a press"))
+        if self.asking is not None and self.phase == ACTIVE:
+            return self._press_approves()   # "Shall I ...?": the press is the yes
         if self.phase == CONNECTING:
             return self._end(End(ends.USER, "cancelled by a press while connecting"))
         if self.phase == DRAINING:
@@ -257,10 +263,14 @@ class Controller(ReplyRules, ToolRules, TimerRules):
         if not self.acknowledged and self.now_s - self.opened_s >= self.s.connect_timeout_s:
             return self._end(End(ends.NOT_ACKNOWLEDGED, "server did not acknowledge the session within "
                                  f"{self.s.connect_timeout_s:.0f} s", ends.WARNING))
+        expired = self._ask_expired()
+        if expired:
+            return expired
         if self.response_id is not None and self.now_s - self.last_reply_event_s >= self.s.reply_stall_s:
             return self._finish_session(End(ends.STALLED, "server stopped answering mid-reply "
                                             f"(nothing for {self.s.reply_stall_s:.0f} s)", ends.WARNING))
-        busy = self.playing or self.response_id is not None or self.user_speaking or self.tools_busy
+        busy = (self.playing or self.response_id is not None or self.user_speaking or self.tools_busy
+                or self.asking is not None)
         # an unacknowledged session ends as such (above), never as "idle", whichever deadline a tick sees first
         if not busy and self.acknowledged and self.now_s - self.last_activity_s >= self.s.idle_timeout_s:
             return self._end(End(ends.IDLE, f"no speech for {self.s.idle_timeout_s:.0f} s"))

@@ -123,6 +123,7 @@ class ReplyRules:
     def _reply_finished(self) -> list:
         self.playing = False
         self.last_activity_s = self.now_s
+        self._question_heard()
         return [m.Note("reply_played", f"reply played ({self.reply_received_ms:.0f} ms of audio)"),
                 *self._end_if_asked(), *self._announcement_heard()]
 
@@ -157,6 +158,11 @@ class ReplyRules:
             self._response_started()
         elif kind == "response.function_call_arguments.done":
             return self._start_call(d)
+        elif kind == "conversation.item.done":
+            return self._on_item_done(d.get("item") or {})
+        elif kind == "mcp_list_tools.failed":
+            return [m.Note("mcp_failed", "an MCP server's tools could not be listed (mcp_list_tools.failed): "
+                                         "its tools are unavailable this session", "warning")]
         elif kind == "response.output_text.done" and d.get("text"):
             return [note_for(kind, d), m.RecordText("reply_text", d["text"])]
         elif kind == "conversation.item.input_audio_transcription.completed" and d.get("transcript"):
@@ -182,7 +188,8 @@ class ReplyRules:
         tokens = usage.get("output_tokens")
         actions: list = [m.Note("response_done", f"response {response.get('status') or '?'} "
                                 f"({'?' if tokens is None else tokens} output tokens)")]
-        actions += self._calls_done(response) + self._say_owed()
+        actions += self._calls_done(response) + self._mcp_followup(response) + self._say_owed()
         if self.playing and self.drained:
             actions += self._reply_finished()
+        self._question_heard()
         return actions + self._end_if_asked() + self._announcement_heard()

@@ -34,7 +34,8 @@ def test_good_events_become_clean_controller_events():
     done = parse({"type": "response.done", "event_id": "e", "response": {
         "id": "resp_1", "status": "completed", "output": [{"big": "x" * 1000}], "usage": {"output_tokens": 12}}})
     assert done.data == {"type": "response.done", "response": {"id": "resp_1", "status": "completed",
-                                                                "usage": {"output_tokens": 12}, "function_calls": []}}
+                                                                "usage": {"output_tokens": 12}, "function_calls": [],
+                                                                "mcp_calls": 0}}
     # optional fields may be absent; unknown types pass as bare events (progress on the reply)
     assert parse({"type": "response.done", "response": {}}).data["response"]["id"] is None
     assert parse({"type": "rate_limits.updated", "rate_limits": "whatever"}).data == {"type": "rate_limits.updated"}
@@ -194,3 +195,23 @@ def test_function_calls_reach_the_controller_whole_from_arguments_done_and_respo
         {"call_id": "call_2", "name": "set_timer", "arguments": '{"minutes": 1}', "response_id": "resp_1"}]
     text = "word " * 1000   # a text-only reply is kept whole for the transcript file
     assert parse({"type": "response.output_text.done", "text": text}).data["text"] == text
+
+
+def test_mcp_items_the_daemon_acts_on_are_checked_and_other_items_pass_bare(caplog):
+    approval = {"type": "conversation.item.done", "previous_item_id": None, "item": {
+        "type": "mcp_approval_request", "id": "mcpr_1", "server_label": "home", "name": "turn_on",
+        "arguments": '{"entity": "lamp"}'}}
+    assert parse(approval).data == {"type": "conversation.item.done", "item": {
+        "type": "mcp_approval_request", "server_label": "home", "id": "mcpr_1", "name": "turn_on",
+        "arguments": '{"entity": "lamp"}'}}
+    failed = {"type": "conversation.item.done", "item": {
+        "type": "mcp_call", "id": "mcp_1", "server_label": "home", "name": "turn_on", "arguments": "{}",
+        "error": {"type": "http_error", "code": 502, "message": "bad gateway"}}}
+    assert parse(failed).data["item"]["error"] == {"type": "http_error", "message": "bad gateway"}
+    message = {"type": "conversation.item.done", "item": {"type": "message", "role": "user", "content": ["..."]}}
+    assert parse(message).data == {"type": "conversation.item.done", "item": {"type": "message"}}
+    caplog.set_level(logging.DEBUG, logger="pivoice.realtime.events")
+    bad = {"type": "conversation.item.done", "item": {**approval["item"], "server_label": None}}
+    assert parse(bad) is None
+    assert warnings(caplog) == ["server event conversation.item.done dropped: item.server_label must be a name "
+                                "of 1..64 characters"]

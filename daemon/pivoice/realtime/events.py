@@ -22,140 +22,50 @@ import time
 from typing import Any, Callable
 
 from pivoice import messages as m
+from pivoice.realtime.fields import (MAX_ID_CHARS, MAX_INDEX, MAX_TEXT_CHARS, BadField, check_id, count, obj,
+                                     opt_count, opt_id, opt_text, reply_text)
+from pivoice.realtime.tool_events import arguments_done, function_calls, item_done
 
 log = logging.getLogger(__name__)
 
 OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE = 0x1, 0x2, 0x8
-MAX_MS = 1 << 31            # audio offsets: anything larger is not a position in a session
-MAX_INDEX = 1 << 16         # content_index: an item has a handful of parts
-MAX_TEXT_CHARS = 2000       # transcripts and messages are shortened to this for the log
 # A text delta (transcript, text, function arguments) tells the controller only that the server is
 # still at work (its reply-stall timer counts in seconds): one per this interval is enough, and
 # each one not posted is a wakeup of the controller thread saved (about one per audio delta).
 LIVENESS_INTERVAL_S = 1.0
-MAX_ID_CHARS = 256
-MAX_NAME_CHARS = 64             # function names: ^[a-zA-Z0-9_-]{1,64}$ in the API
-MAX_ARGUMENTS_CHARS = 1 << 16   # a function call's JSON arguments
-MAX_REPLY_CHARS = 20000         # a text-only reply, kept whole for the transcript file and a display
 NO_STATUS = 1005            # RFC 6455: the close frame carried no status code
 CLOSE_NAMES = {1000: "normal closure", 1001: "going away", 1002: "protocol error", 1003: "unsupported data",
                NO_STATUS: "no status code", 1006: "abnormal closure", 1007: "invalid payload", 1008: "policy violation",
                1009: "message too big", 1011: "internal error", 1012: "service restart", 1013: "try again later"}
 
 
-class BadField(ValueError):
-    """`field` of the event is missing or not what the daemon can use; `why` says what was expected."""
-
-    def __init__(self, field: str, why: str):
-        super().__init__(f"{field} {why}")
-        self.field, self.why = field, why
-
-
-# ---- field checks: value -> clean value, or BadField -------------------------------
-
-def _id(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
-        raise BadField(field, f"must be an id string of 1..{MAX_ID_CHARS} characters")
-    return value
-
-
-def _opt_id(field: str, value: Any) -> str | None:
-    return None if value is None else _id(field, value)
-
-
-def _opt_text(field: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadField(field, "must be a string")
-    return value if len(value) <= MAX_TEXT_CHARS else value[:MAX_TEXT_CHARS] + "..."
-
-
-def _count(field: str, value: Any, limit: int) -> int:
-    # bool is an int in Python, and JSON true is not a count
-    if type(value) is not int or not 0 <= value < limit:
-        raise BadField(field, f"must be an integer in 0..{limit - 1}")
-    return value
-
-
-def _opt_count(field: str, value: Any) -> int | None:
-    """An offset in ms or a token count: a non-negative int that fits a session."""
-    return None if value is None else _count(field, value, MAX_MS)
-
-
-def _object(field: str, value: Any, *, optional: bool = False) -> dict:
-    if value is None and optional:
-        return {}
-    if not isinstance(value, dict):
-        raise BadField(field, "must be an object")
-    return value
-
-
 # ---- per event type: the raw dict -> the clean dict the controller and narration read ----
 
 def _response_created(d: dict) -> dict:
-    r = _object("response", d.get("response"))
-    return {"response": {"id": _id("response.id", r.get("id"))}}
-
-
-def _name(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME_CHARS:
-        raise BadField(field, f"must be a name of 1..{MAX_NAME_CHARS} characters")
-    return value
-
-
-def _arguments(field: str, value: Any) -> str:
-    # kept whole (never shortened like log text): the tool runner parses it
-    if not isinstance(value, str) or len(value) > MAX_ARGUMENTS_CHARS:
-        raise BadField(field, f"must be a JSON text of at most {MAX_ARGUMENTS_CHARS} characters")
-    return value
-
-
-def _function_call(prefix: str, item: dict, response_id: str | None) -> dict:
-    return {"call_id": _id(prefix + "call_id", item.get("call_id")),
-            "name": _name(prefix + "name", item.get("name")),
-            "arguments": _arguments(prefix + "arguments", item.get("arguments")),
-            "response_id": response_id}
-
-
-def _function_calls(r: dict, response_id: str | None) -> list[dict]:
-    """The function_call items of a finished response (the calls a client must answer)."""
-    output = r.get("output")
-    if output is None:
-        return []
-    if not isinstance(output, list):
-        raise BadField("response.output", "must be a list of items")
-    return [_function_call(f"response.output[{i}].", item, response_id) for i, item in enumerate(output)
-            if isinstance(item, dict) and item.get("type") == "function_call"]
+    r = obj("response", d.get("response"))
+    return {"response": {"id": check_id("response.id", r.get("id"))}}
 
 
 def _response_done(d: dict) -> dict:
-    r = _object("response", d.get("response"))
-    usage = _object("response.usage", r.get("usage"), optional=True)
-    response_id = _opt_id("response.id", r.get("id"))
+    r = obj("response", d.get("response"))
+    usage = obj("response.usage", r.get("usage"), optional=True)
+    response_id = opt_id("response.id", r.get("id"))
+    output = r.get("output") if isinstance(r.get("output"), list) else []
     return {"response": {"id": response_id,
-                         "status": _opt_text("response.status", r.get("status")),
-                         "usage": {"output_tokens": _opt_count("response.usage.output_tokens",
+                         "status": opt_text("response.status", r.get("status")),
+                         "usage": {"output_tokens": opt_count("response.usage.output_tokens",
                                                                 usage.get("output_tokens"))},
-                         "function_calls": _function_calls(r, response_id)}}
-
-
-def _arguments_done(d: dict) -> dict:
-    return _function_call("", d, _opt_id("response_id", d.get("response_id")))
-
-
-def _reply_text(field: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise BadField(field, "must be a string")
-    return value if value is None or len(value) <= MAX_REPLY_CHARS else value[:MAX_REPLY_CHARS] + "..."
+                         "function_calls": function_calls(r, response_id),
+                         "mcp_calls": sum(1 for item in output if isinstance(item, dict)
+                                          and item.get("type") == "mcp_call")}}
 
 
 def _error(d: dict) -> dict:
-    e = _object("error", d.get("error"))
-    return {"error": {"code": _opt_text("error.code", e.get("code")),
-                      "type": _opt_text("error.type", e.get("type")),
-                      "message": _opt_text("error.message", e.get("message")),
-                      "event_id": _opt_text("error.event_id", e.get("event_id"))}}
+    e = obj("error", d.get("error"))
+    return {"error": {"code": opt_text("error.code", e.get("code")),
+                      "type": opt_text("error.type", e.get("type")),
+                      "message": opt_text("error.message", e.get("message")),
+                      "event_id": opt_text("error.event_id", e.get("event_id"))}}
 
 
 def _field(name: str, check: Callable[[str, Any], Any]) -> Callable[[dict], dict]:
@@ -167,15 +77,16 @@ _SCHEMAS: dict[str, Callable[[dict], dict]] = {
     "session.updated": lambda d: {},
     "response.created": _response_created,
     "response.done": _response_done,
-    "response.output_audio.done": _field("response_id", _id),
+    "response.output_audio.done": _field("response_id", check_id),
     "error": _error,
-    "input_audio_buffer.speech_started": _field("audio_start_ms", _opt_count),
-    "input_audio_buffer.speech_stopped": _field("audio_end_ms", _opt_count),
+    "input_audio_buffer.speech_started": _field("audio_start_ms", opt_count),
+    "input_audio_buffer.speech_stopped": _field("audio_end_ms", opt_count),
     "input_audio_buffer.committed": lambda d: {},
-    "response.output_audio_transcript.done": _field("transcript", _opt_text),
-    "response.output_text.done": _field("text", _reply_text),
-    "response.function_call_arguments.done": _arguments_done,
-    "conversation.item.input_audio_transcription.completed": _field("transcript", _reply_text),
+    "response.output_audio_transcript.done": _field("transcript", opt_text),
+    "response.output_text.done": _field("text", reply_text),
+    "response.function_call_arguments.done": arguments_done,
+    "conversation.item.done": item_done,
+    "conversation.item.input_audio_transcription.completed": _field("transcript", reply_text),
 }
 
 
@@ -188,8 +99,8 @@ def _audio_delta(d: dict, now_s: float) -> m.AudioDelta:
     except (binascii.Error, ValueError):
         raise BadField("delta", "is not valid base64") from None
     index = d.get("content_index", 0)
-    return m.AudioDelta(_id("response_id", d.get("response_id")), _id("item_id", d.get("item_id")),
-                        _count("content_index", index, MAX_INDEX), payload, now_s)
+    return m.AudioDelta(check_id("response_id", d.get("response_id")), check_id("item_id", d.get("item_id")),
+                        count("content_index", index, MAX_INDEX), payload, now_s)
 
 
 def parse_close(data: bytes) -> m.SocketClosed:
