@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from pivoice import messages as m
 from pivoice.config import WAV_PREFIX, Config, load_or_report
 from pivoice.config import load as load_config
 from pivoice.controller import Controller, Settings
+from pivoice.lifecycle import Daemon
 from pivoice.reload import Service, block_signals
 from pivoice.sdnotify import Notifier, SystemdNotifier, watchdog_interval_s
 
@@ -27,10 +29,13 @@ log = logging.getLogger(__name__)
 TEST_HOOKS_ENV = "PIVOICE_TEST_HOOKS"
 
 
-def controller_settings(cfg: Config) -> Settings:
+def controller_settings(cfg: Config, tool_declarations: list | None = None) -> Settings:
     td = cfg.session.turn_detection
+    session = cfg.session.payload()
+    if tool_declarations:   # the local tools go out with session.update (the key is minted without them)
+        session["tools"] = list(session.get("tools") or []) + tool_declarations
     return Settings(
-        session=cfg.session.payload(),
+        session=session,
         output_format=cfg.session.output_format,
         manual_turns=td is None,
         interrupt_response=bool(td and td.interrupt_response),
@@ -39,6 +44,8 @@ def controller_settings(cfg: Config) -> Settings:
         max_duration_s=cfg.conversation.max_duration_s,
         connect_timeout_s=cfg.realtime.connect_timeout_s,
         reply_stall_s=cfg.realtime.reply_stall_s,
+        dictation=cfg.session.payload().get("type") == "transcription",
+        mcp=cfg.mcp,
     )
 
 
@@ -89,6 +96,28 @@ def build_tokens(cfg: Config):
         raise ValueError(f"{cfg.file}: tokens: {exc}") from None
 
 
+def build_assistant(cfg: Config, events, volume):
+    """The local tools (runner, timers) and the transcript sink; tool results and timers that run
+    out are posted on `events`, the controller's queue. Returns (assistant, function declarations)."""
+    from pivoice.assistant import Assistant
+    from pivoice.transcripts import TranscriptSink
+    t = cfg.transcripts
+    sink = TranscriptSink(t.jsonl_path, t.webhook_url, webhook_timeout_s=t.webhook_timeout_s,
+                          webhook_bearer_token_file=t.webhook_bearer_token_file) if t is not None else None
+    if not cfg.tools.enabled:
+        return Assistant(sink=sink), []
+    from pivoice.tools.registry import build_registry
+    from pivoice.tools.runner import ToolRunner
+    from pivoice.tools.timers import TimerService
+    timers = None
+    if cfg.tools.builtin.timers:
+        timers = TimerService(lambda t: events.put(m.TimerFired(t.id, t.label, t.duration_s)),
+                              max_timers=cfg.tools.builtin.max_timers)
+    registry = build_registry(cfg.tools, volume=volume, timers=timers)
+    runner = ToolRunner(registry, lambda r: events.put(m.ToolDone(r.call_id, r.name, r.output, r.ok, r.effect)))
+    return Assistant(runner=runner, sink=sink, timers=timers), registry.declarations()
+
+
 def check_audio_devices(cfg: Config, portaudio) -> None:
     """Initialise PortAudio now (80 ms the first press would otherwise pay) and report a missing
     device at start-up. Not fatal: a USB device may be plugged in later, and each press says it again."""
@@ -104,70 +133,11 @@ def check_audio_devices(cfg: Config, portaudio) -> None:
             log.error("audio.%s.device: %s", key, exc)
 
 
-class Daemon:
-    """Everything `pivoice run` starts, wired together. Built, started and stopped on the main thread.
-
-    Started in two halves so a reload can swap daemons: the core (token provider, controller
-    thread) and the edges (control socket, button), which post through the service's switchboard.
-    """
-
-    def __init__(self, cfg: Config, *, runtime, tokens, button_factory, control_factory, prepare=None,
-                 pin_factory=None, test_hooks: bool = False):
-        self.cfg = cfg
-        self._prepare = prepare
-        self.runtime = runtime
-        self.tokens = tokens
-        self._button_factory = button_factory
-        self._control_factory = control_factory
-        self._pin_factory = pin_factory
-        self._test_hooks = test_hooks
-        self.button = None
-        self.control = None
-
-    def start_core(self) -> None:
-        logging.getLogger().setLevel(self.cfg.log_level.upper())
-        if self._prepare is not None:
-            self._prepare()
-        self.tokens.start()
-        self.runtime.start()
-
-    def start_edges(self, post, get_status) -> None:
-        extra = {"debug-freeze": self.runtime.debug_freeze} if self._test_hooks else None
-        self.control = self._control_factory(
-            on_press=lambda: post(m.Press("ctl")), on_release=lambda: post(m.Release("ctl")),
-            get_status=get_status, extra_commands=extra)
-        self.control.start()
-        self.button = self._button_factory(on_press=lambda: post(m.Press("button")),
-                                           on_release=lambda: post(m.Release("button")))
-
-    def stop_edges(self) -> None:
-        button, self.button = self.button, None
-        control, self.control = self.control, None
-        if button is not None:
-            button.close()
-        if control is not None:
-            control.close()
-        self.discard()
-
-    def stop_core(self) -> None:
-        self.runtime.stop()
-        self.tokens.stop()
-
-    def stop(self) -> None:
-        self.stop_edges()
-        self.stop_core()
-
-    def discard(self) -> None:
-        """Release what building took (the pin factory may hold the GPIO chip open)."""
-        factory, self._pin_factory = self._pin_factory, None
-        if factory is not None:
-            factory.close()
-
-
 def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchdog_interval_s: float | None = None,
           test_hooks: bool = False) -> Daemon:
     from pivoice.audio.devices import PortAudioHost
     from pivoice.audio.downlink import Downlink
+    from pivoice.audio.volume import Volume
     from pivoice.button import ButtonError, GpioButton, make_pin_factory
     from pivoice.control import ControlServer
     from pivoice.realtime.session import RealtimeConnector
@@ -180,15 +150,19 @@ def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchd
         raise ValueError(f"{cfg.file}: {exc}") from None
     tokens = build_tokens(cfg)
     portaudio = PortAudioHost()   # initialised on first use, so WAV-only setups never load PortAudio
+    events: queue.Queue = queue.Queue()
+    volume = Volume(cfg.audio.output.volume)
+    assistant, declarations = build_assistant(cfg, events, volume)
     runtime = Runtime(
-        Controller(controller_settings(cfg)),
+        Controller(controller_settings(cfg, declarations)),
         mic=build_mic(cfg, portaudio),
         uplink_factory=build_uplink_factory(cfg),
-        downlink=Downlink(build_speaker(cfg, portaudio), cfg.session.output_format),
+        downlink=Downlink(build_speaker(cfg, portaudio), cfg.session.output_format, volume=volume),
         tokens=tokens,
         connector=RealtimeConnector(cfg.realtime.url, cfg.session.model,
                                     connect_timeout_s=cfg.realtime.connect_timeout_s),
         on_note=on_note, notifier=notifier, watchdog_interval_s=watchdog_interval_s,
+        assistant=assistant, events=events,
     )
 
     def button_factory(on_press, on_release):
@@ -200,7 +174,7 @@ def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchd
 
     return Daemon(cfg, runtime=runtime, tokens=tokens, button_factory=button_factory,
                   control_factory=control_factory, prepare=lambda: check_audio_devices(cfg, portaudio),
-                  pin_factory=factory, test_hooks=test_hooks)
+                  pin_factory=factory, test_hooks=test_hooks, assistant=assistant)
 
 
 def _timeline_printer(stream):

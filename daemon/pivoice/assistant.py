@@ -26,15 +26,16 @@ def unknown_function(name: str) -> str:
 
 
 class Assistant:
-    def __init__(self, runner=None, sink=None) -> None:
-        self._runner, self._sink = runner, sink
+    """`runner` (tools/runner.py) posts its results to the controller's queue itself (the composition
+    root wires that); `timers` (tools/timers.py) is only held here to be closed with the rest."""
+
+    def __init__(self, runner=None, sink=None, timers=None) -> None:
+        self._runner, self._sink, self._timers = runner, sink, timers
         self._post: Callable[[object], None] | None = None
 
     def bind(self, post: Callable[[object], None]) -> None:
-        """Where finished tool calls go: the controller's queue."""
+        """Where a refused call's answer goes: the controller's queue."""
         self._post = post
-        if self._runner is not None:
-            self._runner.bind(post)
 
     def execute(self, action: object) -> bool:
         """Carry out one of this edge's actions; False if `action` is not one of them."""
@@ -61,6 +62,10 @@ class Assistant:
         return {"recent_texts": self._sink.recent() if self._sink is not None else []}
 
     def close(self) -> None:
-        for part in (self._runner, self._sink):
+        """Stop running tools (their processes are killed), pending timers and the webhook worker."""
+        for part in (self._runner, self._timers, self._sink):
             if part is not None:
-                part.close()
+                try:
+                    part.close()
+                except Exception:   # one failing part must not keep the others running
+                    log.exception("error while closing %s", type(part).__name__)

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pivoice.audio import codec
+from pivoice.audio.settings import WAV_PREFIX, AudioConfig, read_audio
+from pivoice.mcp_policy import McpPolicy, read_mcp
+from pivoice.tools.config import ToolsConfig, read_tools
+from pivoice.transcripts import TranscriptsConfig, read_transcripts
 from pivoice.session_beta import read_any_session
 from pivoice.session_schema import TurnDetection
 from pivoice.settings import ConfigError, Section, load_yaml_mapping
 
-WAV_PREFIX = "wav:"
 # The API closes every session at 60 minutes; ending ours earlier avoids a mid-sentence cut.
 API_MAX_SESSION_S = 3600
 
@@ -37,38 +40,6 @@ class ButtonConfig:
 @dataclass(frozen=True)
 class ControlConfig:
     socket_path: str
-
-
-@dataclass(frozen=True)
-class InputConfig:
-    device: str              # "default", a device-name substring, or "wav:PATH"
-    sample_rate_hz: int | None
-    frame_ms: int
-    block_ms: int            # audio per read after the first frame: the mic thread wakes once per block
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    device: str              # "default", a device-name substring, or "wav:PATH"
-    sample_rate_hz: int | None
-    prime_ms: int
-    buffer_ms: int
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    aggressiveness: int
-    preroll_ms: int
-    start_ms: int
-    trailing_margin_ms: int
-
-
-@dataclass(frozen=True)
-class AudioConfig:
-    input: InputConfig
-    output: OutputConfig
-    gate: GateConfig
-    chunk_ms: int
 
 
 @dataclass(frozen=True)
@@ -123,6 +94,9 @@ class Config:
     conversation: ConversationConfig
     session: SessionConfig
     log_level: str
+    tools: ToolsConfig = ToolsConfig()
+    mcp: McpPolicy = McpPolicy()
+    transcripts: TranscriptsConfig | None = None
 
     @property
     def trailing_ms(self) -> int:
@@ -130,45 +104,6 @@ class Config:
         td = self.session.turn_detection
         wait_ms = td.end_of_turn_ms if td else 0
         return wait_ms + self.audio.gate.trailing_margin_ms
-
-
-def _read_device(sec: Section, key: str) -> str:
-    device = sec.str(key, "default")
-    if device.startswith(WAV_PREFIX) and not device[len(WAV_PREFIX):].strip():
-        raise sec.error(key, "wav: needs a file path, e.g. wav:/tmp/question.wav")
-    return device
-
-
-def _read_audio(sec: Section) -> AudioConfig:
-    inp = sec.section("input")
-    input_cfg = InputConfig(
-        device=_read_device(inp, "device"),
-        sample_rate_hz=inp.int("sample_rate_hz", None, nullable=True, min=8000, max=192000),
-        frame_ms=inp.int("frame_ms", 20, choices=(10, 20, 30)),
-        block_ms=inp.int("block_ms", 100, min=10, max=500),
-    )
-    if input_cfg.block_ms % input_cfg.frame_ms:
-        raise inp.error("block_ms", f"{input_cfg.block_ms} is not a multiple of frame_ms ({input_cfg.frame_ms})")
-    inp.done()
-    out = sec.section("output")
-    output_cfg = OutputConfig(
-        device=_read_device(out, "device"),
-        sample_rate_hz=out.int("sample_rate_hz", None, nullable=True, min=8000, max=192000),
-        prime_ms=out.int("prime_ms", 60, min=0, max=1000),
-        buffer_ms=out.int("buffer_ms", 40, min=5, max=200),
-    )
-    out.done()
-    gate = sec.section("gate")
-    gate_cfg = GateConfig(
-        aggressiveness=gate.int("aggressiveness", 2, min=0, max=3),
-        preroll_ms=gate.int("preroll_ms", 500, min=0, max=5000),
-        start_ms=gate.int("start_ms", 60, min=10, max=1000),
-        trailing_margin_ms=gate.int("trailing_margin_ms", 300, min=0, max=5000),
-    )
-    gate.done()
-    audio = AudioConfig(input_cfg, output_cfg, gate_cfg, chunk_ms=sec.int("chunk_ms", 100, min=10, max=1000))
-    sec.done()
-    return audio
 
 
 def _read_tokens(sec: Section) -> TokensConfig:
@@ -206,7 +141,7 @@ def parse(data: dict, file: str) -> Config:
     control = ControlConfig(socket_path=ctl.str("socket_path", "/run/pivoice/control.sock"))
     ctl.done()
 
-    audio = _read_audio(root.section("audio"))
+    audio = read_audio(root.section("audio"))
 
     rt = root.section("realtime")
     url = rt.str("url", "wss://api.openai.com/v1/realtime")
@@ -244,8 +179,23 @@ def parse(data: dict, file: str) -> Config:
     log = root.section("logging")
     log_level = log.str("level", "info", choices=("debug", "info", "warning", "error"))
     log.done()
+    tools = read_tools(root.section("tools"))
+    _check_tool_names(root, payload, tools)
+    mcp = read_mcp(root.section("mcp"))
+    transcripts = read_transcripts(root.section("transcripts"))
     root.done()
-    return Config(file, button, control, audio, realtime, tokens, conversation, session, log_level)
+    return Config(file, button, control, audio, realtime, tokens, conversation, session, log_level,
+                  tools, mcp, transcripts)
+
+
+def _check_tool_names(root: Section, payload: dict, tools: ToolsConfig) -> None:
+    """A function declared in `session.tools` and run here too would be answered twice (or by the
+    wrong one): the names must not meet."""
+    local = set(tools.names())
+    for i, tool in enumerate(payload.get("tools") or ()):
+        if isinstance(tool, dict) and tool.get("type") == "function" and tool.get("name") in local:
+            raise root.error(f"session.tools[{i}].name", f"{tool['name']!r} is also a local tool (tools:); "
+                                                         "declare it in one place")
 
 
 def load(path: str | Path) -> Config:

@@ -58,11 +58,12 @@ class Runtime:
     def __init__(self, controller: Controller, *, mic, uplink_factory: Callable[[int], object], downlink,
                  tokens, connector, on_note: Callable[[m.Note], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
-                 watchdog_interval_s: float | None = None, assistant: Assistant | None = None):
+                 watchdog_interval_s: float | None = None, assistant: Assistant | None = None,
+                 events: queue.Queue | None = None):
         self.controller = controller
         self._notifier = notifier
         self._watchdog_interval_s = watchdog_interval_s if notifier is not None else None
-        self.events: queue.Queue = queue.Queue()
+        self.events: queue.Queue = events or queue.Queue()   # given: the tool runner and timers post here too
         self._mic = mic
         self._uplink_factory = uplink_factory
         self._path: SendPath | None = None

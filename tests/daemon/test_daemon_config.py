@@ -44,7 +44,7 @@ def test_example_documents_every_key_the_loader_reads(tmp_path):
     assert config.load(EXAMPLE) == config.parse(yaml.safe_load(EXAMPLE.read_text()), str(EXAMPLE))
     minimal = load_dict(tmp_path, MINIMAL)
     example = config.load(EXAMPLE)
-    for section in ("button", "control", "audio", "realtime", "conversation"):
+    for section in ("button", "control", "audio", "realtime", "conversation", "mcp", "transcripts"):
         assert getattr(minimal, section) == getattr(example, section), section
     assert minimal.session.payload() == example.session.payload()
 
@@ -70,6 +70,9 @@ def test_minimal_config_gets_voice_device_defaults(tmp_path):
     ("session.output_modalities", ["audio", "text"], "session.output_modalities", "does not allow both"),
     ("session.modalities", ["video"], "session.modalities", "must be [audio, text] or [text]"),   # beta key
     ("session.colour", "blue", "session.colour", "unknown key"),
+    ("audio.output.volume", 101, "audio.output.volume", "must be <= 100"),
+    ("mcp.ask_timeout_s", 1, "mcp.ask_timeout_s", "must be >= 2"),
+    ("mcp.approve", ["home:rm -rf"], "mcp.approve", "is not a tool name"),
     ("session.max_output_tokens", 5000, "session.max_output_tokens", "1..4096"),
     ("session.audio.input.format", {"type": "audio/pcm", "rate": 16000}, "session.audio.input.format.rate",
      "must be one of 24000"),
@@ -166,3 +169,14 @@ def test_a_file_that_is_not_utf8_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err
     assert f"{path}: not UTF-8 text: byte 0xe9 at line 2" in err
+
+
+def test_a_session_function_may_not_share_a_name_with_an_enabled_local_tool(tmp_path):
+    session_tool = [{"type": "function", "name": "get_time", "parameters": {"type": "object"}}]
+    data = with_("session.tools", session_tool)
+    assert load_dict(tmp_path, data).session.payload()["tools"] == session_tool   # get_time is off: fine
+    data["tools"] = {"builtin": {"time": True}}
+    with pytest.raises(ConfigError) as exc:
+        load_dict(tmp_path, data)
+    assert exc.value.key_path == "session.tools[0].name"
+    assert "'get_time' is also a local tool (tools:); declare it in one place" in exc.value.reason
