@@ -12,7 +12,10 @@ from starlette.routing import Route, WebSocketRoute
 from .eventlog import EventLog
 from .faults import FaultPlan
 from .httpapi import client_secrets, dev_faults
+from .script import Script
+from .scriptflow import ScriptCursor
 from .secrets import SecretStore
+from .transcription import DEFAULT_TRANSCRIPT
 from .voice import VoiceSource
 from .wsapi import realtime_socket
 
@@ -24,6 +27,9 @@ class DevServerConfig:
     audio_pace: float = 4.0
     max_session_s: float = 3600.0
     event_log: EventLog | None = None
+    transcript: str = DEFAULT_TRANSCRIPT  # what every transcription-session turn "says" (no ASR)
+    script: Script | None = None  # --script: scripted replies and tool calls
+    script_scope: str = "server"  # "server": one cursor for all sessions; "session": each starts at turn 0
 
 
 def create_app(config: DevServerConfig, clock_s: Callable[[], float] = time.time) -> Starlette:
@@ -37,6 +43,10 @@ def create_app(config: DevServerConfig, clock_s: Callable[[], float] = time.time
     app.state.audio_pace = config.audio_pace
     app.state.max_session_s = config.max_session_s
     app.state.event_log = config.event_log or EventLog(None)
+    app.state.transcript = config.transcript
+    shared = ScriptCursor(config.script) if config.script is not None else None
+    app.state.script_cursor = (lambda: shared) if config.script_scope == "server" or shared is None \
+        else (lambda: ScriptCursor(config.script))
     app.state.clock_s = clock_s
     app.state.secrets = SecretStore(clock_s)
     app.state.faults = FaultPlan()

@@ -1,5 +1,13 @@
 """`pivoice dev-server`: a local, offline stand-in for the OpenAI Realtime API (GA protocol).
 
+--script FILE (JSON or YAML) makes the "model" reply with scripted text and call tools:
+function calls (answered by the client's function_call_output + response.create) and MCP
+tools (list/approval/call). There is no network: MCP tool lists, outputs and errors come from
+the script, and the server never contacts an MCP server_url. Format: see devserver/script.py.
+
+Transcription sessions (`session.type: transcription`) get NO real ASR: every committed
+turn is "transcribed" as the --transcript text, with {seconds} replaced by the turn's length.
+
 The API key is a local fake (`sk-dev-local` unless --api-key or
 PIVOICE_DEV_API_KEY says otherwise); it protects nothing real. `POST /_dev/faults`
 is a dev-only fault-injection knob for tests. Runs uvicorn on a socket bound
@@ -20,6 +28,8 @@ import uvicorn
 
 from .app import DevServerConfig, create_app
 from .eventlog import EventLog
+from .script import ScriptError, load
+from .transcription import DEFAULT_TRANSCRIPT
 from .voice import DEFAULT_REPLY_TEXT, VoiceSource
 
 log = logging.getLogger(__name__)
@@ -36,6 +46,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--reply-text", default=DEFAULT_REPLY_TEXT,
                    help="spoken reply; {seconds} is replaced by the length of the user's speech")
     p.add_argument("--mode", choices=["speak", "parrot", "tone"], default="speak")
+    p.add_argument("--transcript", default=DEFAULT_TRANSCRIPT,
+                   help="NO ASR: the text every turn of a transcription session is 'transcribed' as; "
+                        "{seconds} is replaced by the turn's length (pure silence fails as unintelligible)")
+    p.add_argument("--script", type=Path, metavar="FILE",
+                   help="scripted turns (say / function calls / MCP calls), one per response on a user turn; "
+                        "offline: MCP outputs come from the file, no MCP server is contacted")
+    p.add_argument("--script-scope", choices=["server", "session"], default="server",
+                   help="server: one turn sequence across all sessions (a daemon opens one per conversation); "
+                        "session: every session starts at the first turn")
     p.add_argument("--max-session-s", type=float, default=3600.0)
     p.add_argument("--ready-file", type=Path, help="written with the bound port once listening")
     p.add_argument("--event-log", type=Path, help="append one JSON line per client event received")
@@ -75,9 +94,15 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"pivoice dev-server: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    try:
+        script = load(args.script) if args.script else None
+    except ScriptError as exc:
+        print(f"pivoice dev-server: --script {exc}", file=sys.stderr)
+        return 2
     event_log = EventLog(args.event_log)
     config = DevServerConfig(api_key=args.api_key, voice=VoiceSource(args.mode, args.reply_text),
-                             audio_pace=args.audio_pace, max_session_s=args.max_session_s, event_log=event_log)
+                             audio_pace=args.audio_pace, max_session_s=args.max_session_s, event_log=event_log,
+                             transcript=args.transcript, script=script, script_scope=args.script_scope)
     server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning", ws="websockets-sansio",
                                            lifespan="off", timeout_graceful_shutdown=2))
     try:

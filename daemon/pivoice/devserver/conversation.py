@@ -35,6 +35,10 @@ class Conversation:
     def __contains__(self, item_id: str) -> bool:
         return any(item["id"] == item_id for item in self._items)
 
+    def find(self, **fields) -> dict | None:
+        """The last item whose keys equal `fields` (e.g. type="function_call", call_id=...), or None."""
+        return next((i for i in reversed(self._items) if all(i.get(k) == v for k, v in fields.items())), None)
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -13,9 +13,9 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from . import events, secrets, sessionconfig
+from . import events, secrets, sessionconfig, transcription
 from .faults import error_body
-from .validation import check_session_request
+from .validation import check_session_request, check_transcription_session_request
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,8 @@ def _session_config(body: dict) -> dict | JSONResponse:
     session = body.get("session")
     if session is None:
         return sessionconfig.default_session()
-    if isinstance(session, dict) and session.get("type") == "transcription":
-        return openai_error(400, "The pivoice dev server supports only realtime sessions (session.type "
-                            "'realtime'), not transcription sessions.", "invalid_value", "session.type")
-    check = check_session_request(session)
+    is_transcription = isinstance(session, dict) and session.get("type") == "transcription"
+    check = (check_transcription_session_request if is_transcription else check_session_request)(session)
     if check.errors:
         param, message = check.errors[0]
         param = "session" + (f".{param}" if param else "")
@@ -87,7 +85,7 @@ def _session_config(body: dict) -> dict | JSONResponse:
         param = f"session.{check.unknown[0]}"
         return openai_error(400, f"Unknown parameter: '{param}'.", "unknown_parameter", param)
     try:
-        return sessionconfig.from_request(session)
+        return transcription.from_request(session) if is_transcription else sessionconfig.from_request(session)
     except sessionconfig.ConfigRejected as exc:
         return openai_error(400, f"Invalid value for '{exc.param}': {exc}", exc.code, exc.param)
 
@@ -119,9 +117,13 @@ async def client_secrets(request: Request) -> JSONResponse:
     if isinstance(config, JSONResponse):
         return config
     secret = state.secrets.issue(config, ttl_s)
-    log.info("issued a client secret: ttl %d s, model %s", ttl_s, config["model"])
-    # a not-yet-started session has no expiry of its own; the reference example shows 0 here
-    session = sessionconfig.wire_session(config, events.new_id("sess_"), 0)
+    if transcription.is_transcription(config):
+        log.info("issued a client secret: ttl %d s, transcription session (%s)", ttl_s, transcription.model_of(config))
+        session = transcription.secret_session(config, events.new_id("sess_"))
+    else:
+        log.info("issued a client secret: ttl %d s, model %s", ttl_s, config["model"])
+        # a not-yet-started session has no expiry of its own; the reference example shows 0 here
+        session = sessionconfig.wire_session(config, events.new_id("sess_"), 0)
     return JSONResponse({"value": secret.value, "expires_at": secret.expires_at_s, "session": session})
 
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import base64
 import copy
+import logging
 
 from pivoice.audio import codec
 
 from . import events
 from .conversation import ItemNotFound
+
+log = logging.getLogger(__name__)
 
 
 class ItemHandlers:
@@ -38,12 +41,33 @@ class ItemHandlers:
             self._error(event, "Assistant messages cannot be created with audio content; use output_text.",
                         "invalid_value", "item.content")
             return
-        item.setdefault("id", events.new_id("item_"))
-        item["object"] = "realtime.item"
-        item.setdefault("status", "completed")
+        if not self._tool_reference_ok(event, item):
+            return
+        item.setdefault("id", events.new_id("mcpar_" if item["type"] == "mcp_approval_response" else "item_"))
+        if not item["type"].startswith("mcp_"):  # the SDK's MCP item models have no object/status
+            item["object"] = "realtime.item"
+            item.setdefault("status", "completed")
         previous = self.conversation.add(item, previous_id)
         self._emit(events.event("conversation.item.added", previous_item_id=previous, item=events.strip_audio(item)))
         self._emit(events.event("conversation.item.done", previous_item_id=previous, item=events.strip_audio(item)))
+        plan = self.flow.item_created(item)  # an MCP approval answer makes the server respond (scriptflow.py)
+        if plan is not None and self.active is not None:
+            log.info("session %s: approval answered while %s is active; no response for it", self.id, self.active.id)
+        elif plan is not None:
+            self._start_response({}, True, plan=plan)
+
+    def _tool_reference_ok(self, event: dict, item: dict) -> bool:
+        if item["type"] == "function_call_output" and self.conversation.find(
+                type="function_call", call_id=item["call_id"]) is None:
+            # the live API's answer, seen in livekit/agents#3344 (code and message; param null)
+            self._error(event, f"Tool call ID '{item['call_id']}' not found in conversation.", "invalid_tool_call_id")
+            return False
+        if item["type"] == "mcp_approval_response" and self.conversation.find(
+                type="mcp_approval_request", id=item["approval_request_id"]) is None:
+            self._error(event, f"Approval request ID '{item['approval_request_id']}' not found in conversation.",
+                        "invalid_value", "item.approval_request_id")  # not confirmed against the live API
+            return False
+        return True
 
     def _on_conversation_item_retrieve(self, event: dict) -> None:
         item = self._item_or_error(event, event["item_id"], "retrieving")

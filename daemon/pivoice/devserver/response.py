@@ -44,6 +44,8 @@ class ReplySpec:
     user_pcm16: bytes = b""
     user_rate_hz: int = 24000
     extra: dict = field(default_factory=dict)
+    speak: bool = True  # False: no assistant message, only the items of `tool_step`
+    tool_step: Callable[["ResponseRun"], None] | None = None  # emits function/MCP items (tools.py)
 
 
 class ResponseRun:
@@ -59,6 +61,9 @@ class ResponseRun:
         self.first_audio_monotonic_s: float | None = None
         self._text_sent = ""
         self._output_tokens = 0
+        self._item_closed = False
+        self.tool_items: list[dict] = []  # output items after the message, in output_index order
+        self.tool_tokens = 0
         self._task: asyncio.Task | None = None
 
     @property
@@ -85,15 +90,21 @@ class ResponseRun:
 
     async def _run(self) -> None:
         try:
-            text, pcm16, rate_hz = await self._voice.reply(
-                self.spec.heard_s, self.spec.user_pcm16, self.spec.user_rate_hz, self.spec.speed)
-            if self.finished:
-                return
-            self._open_item()
-            if self.audio_mode:
-                await self._stream_audio(text, self._to_wire(pcm16, rate_hz))
-            else:
-                await self._stream_text(text)
+            if self.spec.speak:
+                text, pcm16, rate_hz = await self._voice.reply(
+                    self.spec.heard_s, self.spec.user_pcm16, self.spec.user_rate_hz, self.spec.speed)
+                if self.finished:
+                    return
+                self._open_item()
+                if self.audio_mode:
+                    await self._stream_audio(text, self._to_wire(pcm16, rate_hz))
+                else:
+                    await self._stream_text(text)
+                if self.finished:
+                    return
+                self._close_item("completed")
+            if self.spec.tool_step is not None:
+                self.spec.tool_step(self)
             self.finish("completed", None)
         except asyncio.CancelledError:
             raise
@@ -172,28 +183,52 @@ class ResponseRun:
         self.finished = True
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
-        if self.item is not None:
-            if self.audio_mode:
-                self.item["content"][0]["audio"] = base64.b64encode(bytes(self.audio_wire)).decode()
-                self._emit(self._ids_event("response.output_audio.done"))
-                self._emit(self._ids_event("response.output_audio_transcript.done", transcript=self._text_sent))
-                part = {"type": "audio", "transcript": self._text_sent}
-            else:
-                self._emit(self._ids_event("response.output_text.done", text=self._text_sent))
-                part = {"type": "text", "text": self._text_sent}
-            self._emit(self._ids_event("response.content_part.done", part=part))
-            self.item["status"] = "completed" if status == "completed" else "incomplete"
-            self._emit(self._ids_event("response.output_item.done", item=events.strip_audio(self.item), with_item=False))
-            if self.spec.in_conversation:
-                self._emit(events.event("conversation.item.done", item=events.strip_audio(self.item)))
+        if self.item is not None and not self._item_closed:
+            self._close_item(status)
         details = None if status == "completed" else {"type": status, "reason": reason, "error": error}
         self._emit(events.event("response.done", response=self._response(status, details)))
         self._on_finished(self)
 
+    def _close_item(self, status: str) -> None:
+        self._item_closed = True
+        if self.audio_mode:
+            self.item["content"][0]["audio"] = base64.b64encode(bytes(self.audio_wire)).decode()
+            self._emit(self._ids_event("response.output_audio.done"))
+            self._emit(self._ids_event("response.output_audio_transcript.done", transcript=self._text_sent))
+            part = {"type": "audio", "transcript": self._text_sent}
+        else:
+            self._emit(self._ids_event("response.output_text.done", text=self._text_sent))
+            part = {"type": "text", "text": self._text_sent}
+        self._emit(self._ids_event("response.content_part.done", part=part))
+        self.item["status"] = "completed" if status == "completed" else "incomplete"
+        self._emit(self._ids_event("response.output_item.done", item=events.strip_audio(self.item), with_item=False))
+        if self.spec.in_conversation:
+            self._emit(events.event("conversation.item.done", item=events.strip_audio(self.item)))
+
+    # ---- output items other than the message, used by tools.py (same task, no awaits in between)
+    def emit_event(self, type_: str, **fields) -> None:
+        self._emit(events.event(type_, **fields))
+
+    def open_tool_item(self, item: dict) -> int:
+        """Announce `item` (output_item.added + conversation.item.added); returns its output_index."""
+        index = (0 if self.item is None else 1) + len(self.tool_items)
+        self.tool_items.append(item)
+        self.emit_event("response.output_item.added", response_id=self.id, output_index=index, item=dict(item))
+        if self.spec.in_conversation:
+            previous = self._conversation.add(item)
+            self.emit_event("conversation.item.added", previous_item_id=previous, item=dict(item))
+        return index
+
+    def close_tool_item(self, item: dict, index: int) -> None:
+        self.emit_event("response.output_item.done", response_id=self.id, output_index=index, item=dict(item))
+        if self.spec.in_conversation:
+            self.emit_event("conversation.item.done", item=dict(item))
+
     def _response(self, status: str, status_details: dict | None) -> dict:
         done = status != "in_progress"
-        output = [events.strip_audio(self.item)] if done and self.item is not None else []
-        text_tokens = len(self._text_sent.split()) if self.audio_mode else self._output_tokens
+        message = [events.strip_audio(self.item)] if self.item is not None else []
+        output = message + [dict(item) for item in self.tool_items] if done else []
+        text_tokens = (len(self._text_sent.split()) if self.audio_mode else self._output_tokens) + self.tool_tokens
         audio_tokens = self._output_tokens if self.audio_mode else 0
         usage = None if not done else {
             "total_tokens": self.spec.input_audio_tokens + text_tokens + audio_tokens,

@@ -15,11 +15,12 @@ from typing import Callable
 
 from pivoice.audio import codec
 
-from . import events, sessionconfig
+from . import events, sessionconfig, transcription
 from .conversation import Conversation
 from .inputbuffer import InputBuffer
 from .items import ItemHandlers
 from .response import ReplySpec, ResponseRun
+from .scriptflow import ScriptFlow
 from .vad import TurnDetector
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ MAX_APPEND_BYTES = 15 * 1024 * 1024  # reference §9
 
 class RealtimeSession(ItemHandlers):
     def __init__(self, session_id: str, config: dict, expires_at_s: int, emit: Callable[[dict], None],
-                 voice_source, audio_pace: float, loop_time: Callable[[], float], call_later) -> None:
+                 voice_source, audio_pace: float, loop_time: Callable[[], float], call_later,
+                 transcript: str = transcription.DEFAULT_TRANSCRIPT, script_cursor=None) -> None:
         self.id, self.config, self.expires_at_s = session_id, config, expires_at_s
         self._emit, self._voice, self._pace = emit, voice_source, audio_pace
         self._time, self._call_later = loop_time, call_later
@@ -47,16 +49,20 @@ class RealtimeSession(ItemHandlers):
         self._last_heard_s = 0.0
         self._last_user_pcm16 = b""
         self._idle_handle = None
+        self.transcriber = transcription.Transcriber(emit, transcript)  # acts in transcription sessions only
+        self.flow = ScriptFlow(script_cursor, lambda: self.config.get("tools") or [])  # --script turns
         self._reset_detector()
 
     # ---- lifecycle
     def start(self) -> None:
         self._emit(events.event("session.created", session=self._wire()))
+        self.flow.list_new_servers(self._emit, self.conversation)
         self._arm_idle(0.0)
 
     async def aclose(self) -> None:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
+        await self.transcriber.aclose()
         for run in [r for r in [self.active, *self.out_of_band] if r is not None]:
             await run.aclose()
 
@@ -73,12 +79,11 @@ class RealtimeSession(ItemHandlers):
     # ---- session
     def _on_session_update(self, event: dict) -> None:
         update = event["session"]
-        if update.get("type") != "realtime":
-            self._error(event, "The session type cannot be changed; this session is 'realtime'.",
-                        "invalid_value", "session.type")
-            return
         try:
-            new = sessionconfig.merge(self.config, update, self.audio_was_output)
+            if update.get("type") != self.config["type"]:
+                new = transcription.switch_type(update, transcription.session_started(self), self.config["type"])
+            else:
+                new = sessionconfig.merge(self.config, update, self.audio_was_output)
         except sessionconfig.ConfigRejected as exc:
             self._error(event, str(exc), exc.code, exc.param)
             return
@@ -90,6 +95,7 @@ class RealtimeSession(ItemHandlers):
             self._reset_detector()
             self._arm_idle(0.0)
         self._emit(events.event("session.updated", session=self._wire()))
+        self.flow.list_new_servers(self._emit, self.conversation)
 
     def _turn_detection(self) -> dict | None:
         return self.config["audio"]["input"]["turn_detection"]
@@ -168,8 +174,11 @@ class RealtimeSession(ItemHandlers):
         self._emit(events.event("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id))
         self._emit(events.event("conversation.item.added", previous_item_id=previous, item=events.strip_audio(item)))
         self._emit(events.event("conversation.item.done", previous_item_id=previous, item=events.strip_audio(item)))
+        self.transcriber.committed(self.config, item, self._last_user_pcm16, self._last_heard_s)
 
     def _auto_respond(self) -> None:
+        if transcription.is_transcription(self.config):
+            return  # a transcription session never responds
         td = self._turn_detection()
         if td is not None and not td.get("create_response", True):
             self._arm_idle(0.0)
@@ -177,7 +186,7 @@ class RealtimeSession(ItemHandlers):
         if self.active is not None:
             log.info("session %s: turn ended while a response is active; not starting another", self.id)
             return
-        self._start_response({}, in_conversation=True)
+        self._start_response({}, True, "turn")
 
     # ---- idle timeout (server_vad.idle_timeout_ms), measured in wall time like the real API
     def _arm_idle(self, extra_delay_s: float) -> None:
@@ -195,14 +204,19 @@ class RealtimeSession(ItemHandlers):
         self._idle_handle = None
         if self.active is not None or (self._detector is not None and self._detector.in_speech):
             return
+        if transcription.is_transcription(self.config):
+            return  # nothing to prompt: a transcription session never responds
         item_id = events.new_id("item_")
         self._emit(events.event("input_audio_buffer.timeout_triggered", audio_start_ms=int(self.buffer.start_ms),
                                 audio_end_ms=int(self.buffer.total_ms), item_id=item_id))
         self._commit(item_id)
-        self._start_response({}, in_conversation=True)
+        self._start_response({}, True, "turn")
 
     # ---- responses
     def _on_response_create(self, event: dict) -> None:
+        if transcription.is_transcription(self.config):
+            self._error(event, transcription.RESPONSE_CREATE_MESSAGE, transcription.RESPONSE_CREATE_CODE, "type")
+            return
         params = event.get("response") or {}
         in_conversation = params.get("conversation", "auto") != "none"
         if in_conversation and self.active is not None:
@@ -217,20 +231,24 @@ class RealtimeSession(ItemHandlers):
             return
         self._start_response(params, in_conversation)
 
-    def _start_response(self, params: dict, in_conversation: bool) -> None:
+    def _start_response(self, params: dict, in_conversation: bool, trigger: str = "create", plan=None) -> None:
         self._disarm_idle()
         out = self.config["audio"]["output"]
         override = (params.get("audio") or {}).get("output") or {}
         fmt = (override.get("format") or {}).get("type") or sessionconfig.output_format(self.config)
         heard_s = self._last_heard_s
+        if plan is None and in_conversation:
+            plan = self.flow.plan(trigger)  # a scripted turn or a tool follow-up (scriptflow.py), or None
         spec = ReplySpec(
             output_modalities=params.get("output_modalities") or self.config["output_modalities"],
             output_format=fmt or codec.PCM, voice=_voice_name(override.get("voice") or out["voice"]), speed=out["speed"],
             max_output_tokens=params.get("max_output_tokens", self.config["max_output_tokens"]),
             metadata=params.get("metadata"), in_conversation=in_conversation, heard_s=heard_s,
             input_audio_tokens=round(heard_s * 10), user_pcm16=self._last_user_pcm16,
-            user_rate_hz=codec.wire_rate_hz(self.buffer.format), extra={"conversation_id": self.conversation_id})
-        run = ResponseRun(spec, self._emit, self.conversation, self._voice, self._pace, self._response_finished)
+            user_rate_hz=codec.wire_rate_hz(self.buffer.format), extra={"conversation_id": self.conversation_id},
+            speak=plan is None or plan.text is not None, tool_step=plan and plan.step)
+        run = ResponseRun(spec, self._emit, self.conversation, self.flow.voice(plan, self._voice), self._pace,
+                          self._response_finished)
         if in_conversation:
             self.active = run
         else:

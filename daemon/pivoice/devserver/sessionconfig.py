@@ -55,6 +55,9 @@ def merge(current: dict, update: dict, audio_was_output: bool) -> dict:
 
     `audio_was_output`: whether the model has produced audio in this session (the voice is then fixed).
     """
+    if current.get("type") == "transcription":
+        from . import transcription  # late import: transcription builds on this module
+        return transcription.merge(current, update)
     check(update)
     new = copy.deepcopy(current)
     if update.get("model") not in (None, current["model"]):
@@ -118,12 +121,34 @@ def from_request(request: dict | None, model: str | None = None) -> dict:
 
 def wire_session(config: dict, session_id: str, expires_at_s: int) -> dict:
     """The config as sent in session.created/updated and in a client_secrets response."""
+    if config.get("type") == "transcription":
+        from . import transcription
+        return transcription.wire_session(config, session_id, expires_at_s)
     session = copy.deepcopy(config)
     voice = session["audio"]["output"]["voice"]
     if isinstance(voice, dict):
         # the response model only has a string voice; custom voices are referred to by id
         session["audio"]["output"]["voice"] = voice.get("id")
     return {"type": "realtime", "object": "realtime.session", "id": session_id, **session, "expires_at": expires_at_s}
+
+
+def for_socket(secret_session: dict | None, query_model: str | None, intent: str | None) -> dict:
+    """A new socket's starting config: the secret's session, or the defaults for `?intent=` (reference §1.3).
+
+    `?intent=` names the session type and wins over the secret's type; ConfigRejected for other values.
+    """
+    from . import transcription
+    if intent not in (None, "realtime", "transcription"):
+        raise ConfigRejected(f"Invalid value for 'intent': {intent!r}; expected 'realtime' or 'transcription'.",
+                             "intent")
+    secret_type = secret_session["type"] if secret_session else None
+    if (intent or secret_type) == "transcription":
+        return copy.deepcopy(secret_session) if secret_type == "transcription" else transcription.default_session()
+    secret_session = secret_session if secret_type == "realtime" else None
+    model = query_model or (secret_session["model"] if secret_session else None)
+    config = copy.deepcopy(secret_session) if secret_session else default_session(model)
+    config["model"] = model or config["model"]
+    return config
 
 
 def input_format(config: dict) -> str:

@@ -15,12 +15,14 @@ from openai.types.realtime import (
     RealtimeClientEvent,
     RealtimeServerEvent,
     RealtimeSessionCreateRequest,
+    RealtimeTranscriptionSessionCreateRequest,
 )
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 CLIENT_EVENT = TypeAdapter(Annotated[RealtimeClientEvent, Field(discriminator="type")])
 SERVER_EVENT = TypeAdapter(Annotated[RealtimeServerEvent, Field(discriminator="type")])
 SESSION_REQUEST = TypeAdapter(RealtimeSessionCreateRequest)
+TRANSCRIPTION_SESSION_REQUEST = TypeAdapter(RealtimeTranscriptionSessionCreateRequest)
 CLIENT_SECRET_RESPONSE = TypeAdapter(ClientSecretCreateResponse)
 
 # Server-only keys the SDK has no field for, because it reuses *request* models for
@@ -133,6 +135,11 @@ def check_server_event(obj: Any) -> Check:
 def check_session_request(obj: Any) -> Check:
     """A GA `session` object as sent in client_secrets or session.update."""
     return _check(SESSION_REQUEST, obj, frozenset(), skip_first=False)
+
+
+def check_transcription_session_request(obj: Any) -> Check:
+    """A GA transcription `session` object (`type: transcription`) as sent in client_secrets or session.update."""
+    return _check(TRANSCRIPTION_SESSION_REQUEST, obj, frozenset(), skip_first=False)
 
 
 def check_client_secret_response(obj: Any) -> Check:

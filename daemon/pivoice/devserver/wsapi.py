@@ -7,7 +7,6 @@ everything the session emits goes through a queue so the sender keeps order.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 
@@ -62,9 +61,13 @@ async def realtime_socket(websocket: WebSocket) -> None:
         await websocket.send_text(json.dumps(events.error(BETA_MESSAGE, "beta_api_shape_disabled")))
         await websocket.close(4000, "beta_api_shape_disabled")
         return
-    model = websocket.query_params.get("model") or (secret.session["model"] if secret else None)
-    config = copy.deepcopy(secret.session) if secret else sessionconfig.default_session(model)
-    config["model"] = model or config["model"]
+    try:
+        config = sessionconfig.for_socket(secret.session if secret else None, websocket.query_params.get("model"),
+                                          websocket.query_params.get("intent"))
+    except sessionconfig.ConfigRejected as exc:
+        await websocket.send_text(json.dumps(events.error(str(exc), exc.code, exc.param)))
+        await websocket.close(1008, "invalid intent")
+        return
     await _run_session(websocket, state, config)
 
 
@@ -74,10 +77,12 @@ async def _run_session(websocket: WebSocket, state, config: dict) -> None:
     session_id = events.new_id("sess_")
     expires_at_s = int(state.clock_s() + state.max_session_s)
     session = RealtimeSession(session_id, config, expires_at_s, queue.put_nowait, state.voice,
-                              state.audio_pace, loop.time, loop.call_later)
+                              state.audio_pace, loop.time, loop.call_later, transcript=state.transcript,
+                              script_cursor=state.script_cursor())
     sender = asyncio.create_task(_send_loop(websocket, queue), name=f"devserver-send-{session_id}")
     cap = loop.call_later(state.max_session_s, queue.put_nowait, _Close(1001, MAX_DURATION_REASON))
-    log.info("session %s opened (model %s)", session_id, config["model"])
+    log.info("session %s opened (%s)", session_id, f"model {config['model']}" if "model" in config
+             else f"transcription, {config['audio']['input']['transcription']}")
     try:
         session.start()
         while True:

@@ -147,8 +147,9 @@ class MintService:
             audit.mint_attempt(name, "invalid_request", 400)
             return error(400, "invalid_request", str(exc))
         except PolicyViolation as exc:
-            audit.mint_attempt(name, "forbidden_override", 403, field=exc.field)
-            return error(403, "forbidden_override", str(exc), field=exc.field)
+            audit.mint_attempt(name, "forbidden_override", 403, field=exc.field,
+                               code=None if exc.code == "forbidden_override" else exc.code)
+            return error(403, exc.code, str(exc), field=exc.field)
 
         decision = await run_in_threadpool(self.registry.take_mint, name, self.clock(),
                                            policy.mint_rate_per_min, policy.daily_budget)
@@ -174,7 +175,8 @@ class MintService:
             return error(exc.http_status, exc.code, exc.message, **extra)
 
         audit.mint_attempt(name, "minted", 200, upstream_status=result.status,
-                           upstream_latency_ms=result.latency_ms, attempts=result.attempts)
+                           upstream_latency_ms=result.latency_ms, attempts=result.attempts,
+                           session_type=session["type"])
         data = result.data
         return JSONResponse({"value": data["value"], "expires_at": data["expires_at"],
                              "session": data["session"], "server_time": self.clock()}, headers=_NO_STORE)

@@ -29,7 +29,7 @@ def safe_name(name: str | None) -> str:
 
 def mint_attempt(device: str | None, outcome: str, status: int, *, code: str | None = None,
                  upstream_status: int | None = None, upstream_latency_ms: float | None = None,
-                 attempts: int = 0, field: str | None = None) -> None:
+                 attempts: int = 0, field: str | None = None, session_type: str | None = None) -> None:
     parts = [f"mint device={safe_name(device)}", f"outcome={outcome}", f"status={status}"]
     if code:
         parts.append(f"code={code}")
@@ -38,5 +38,7 @@ def mint_attempt(device: str | None, outcome: str, status: int, *, code: str | N
     parts.append(f"upstream_status={upstream_status if upstream_status is not None else '-'}")
     parts.append("upstream_ms=" + (f"{upstream_latency_ms:.1f}" if upstream_latency_ms is not None else "-"))
     parts.append(f"attempts={attempts}")
+    if session_type:
+        parts.append(f"session={_UNSAFE.sub('?', session_type[:20])}")
     parts.append(f"worker={os.getpid()}")
     log.log(logging.INFO if status < 500 else logging.WARNING, " ".join(parts))

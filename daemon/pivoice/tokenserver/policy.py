@@ -5,6 +5,11 @@ merged with the device's request, restricted to `allowed_overrides`. A device ma
 pinned value unchanged (the daemon sends its whole session config, `type` and `model`
 included); any other leaf is refused, naming its dotted path.
 
+A request with `session.type: "transcription"` (dictation) is merged the same way onto the
+policy's `transcription` section instead: its pinned `audio.input.transcription.model` (and
+`language`, when set), extra pinned fields and its own `allowed_overrides`. A policy without
+that section (the default) refuses transcription sessions with 403 transcription_not_allowed.
+
 Pure functions and frozen data: called from any worker's request handling.
 """
 
@@ -15,6 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pivoice.settings import ConfigError, Section
+from pivoice.tokenserver.transcription_policy import (TranscriptionPolicy, override_paths,
+                                                      parse_transcription_policy, pinned_transcription_session)
 
 MIN_EXPIRES_AFTER_S = 10  # upstream accepts 10 ... 7200 s
 MAX_EXPIRES_AFTER_S = 7200
@@ -26,7 +33,7 @@ DEFAULT_ALLOWED_OVERRIDES = (
 # These have their own policy keys; accepting them in `session` too would make two sources of truth.
 _DEDICATED_KEYS = ("type", "model", "instructions", "tools")
 POLICY_KEYS = ("model", "instructions", "tools", "session", "default_expires_after_s",
-               "max_expires_after_s", "allowed_overrides", "mint_rate_per_min", "daily_budget")
+               "max_expires_after_s", "allowed_overrides", "transcription", "mint_rate_per_min", "daily_budget")
 _MISSING = object()
 
 
@@ -35,11 +42,12 @@ class RequestError(ValueError):
 
 
 class PolicyViolation(ValueError):
-    """The device asked for something its policy forbids (HTTP 403 forbidden_override)."""
+    """The device asked for something its policy forbids (HTTP 403 `code`, forbidden_override by default)."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, code: str = "forbidden_override"):
         super().__init__(message)
         self.field = field
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class Policy:
     allowed_overrides: tuple[str, ...]
     mint_rate_per_min: int
     daily_budget: int
+    transcription: TranscriptionPolicy | None = None  # None: no transcription sessions
 
     def as_dict(self) -> dict:
         return {"model": self.model, "instructions": self.instructions, "tools": list(self.tools),
@@ -60,6 +69,7 @@ class Policy:
                 "default_expires_after_s": self.default_expires_after_s,
                 "max_expires_after_s": self.max_expires_after_s,
                 "allowed_overrides": list(self.allowed_overrides),
+                "transcription": self.transcription.as_dict() if self.transcription else None,
                 "mint_rate_per_min": self.mint_rate_per_min, "daily_budget": self.daily_budget}
 
 
@@ -74,13 +84,10 @@ def _policy_fields(sec: Section, d: dict) -> dict:
         raise sec.error("session", "must be a mapping of extra pinned session fields")
     for key in _DEDICATED_KEYS:
         if key in session:
-            hint = "is always realtime" if key == "type" else f"use {sec.key_path(key)} instead"
+            hint = ("is always realtime here (transcription sessions: use policy.transcription)" if key == "type"
+                    else f"use {sec.key_path(key)} instead")
             raise ConfigError(sec.file, f"{sec.key_path('session')}.{key}", f"not allowed here: {hint}")
-    allowed = sec.str_list("allowed_overrides", d["allowed_overrides"])
-    for i, path in enumerate(allowed):
-        if not path or any(not part for part in path.split(".")):
-            raise ConfigError(sec.file, f"{sec.key_path('allowed_overrides')}[{i}]",
-                              f"must be a dotted session path like audio.output.voice, got {path!r}")
+    allowed = override_paths(sec, d["allowed_overrides"])
     return {
         "model": sec.str("model", d["model"]),
         "instructions": sec.str("instructions", d["instructions"], non_empty=False),
@@ -90,6 +97,7 @@ def _policy_fields(sec: Section, d: dict) -> dict:
         "max_expires_after_s": sec.int("max_expires_after_s", d["max_expires_after_s"],
                                        min=MIN_EXPIRES_AFTER_S, max=MAX_EXPIRES_AFTER_S),
         "allowed_overrides": allowed,
+        "transcription": parse_transcription_policy(sec, d.get("transcription")),
     }
 
 
@@ -170,9 +178,17 @@ def merge_session(policy: Policy, requested: Any) -> dict:
         requested = {}
     if not isinstance(requested, dict):
         raise RequestError("session must be a JSON object")
-    base = pinned_session(policy)
+    if requested.get("type") == "transcription":
+        if policy.transcription is None:
+            raise PolicyViolation("session.type", "session.type 'transcription' (dictation) is not allowed for this "
+                                  "device: its policy has no transcription section (policy.transcription is null)",
+                                  code="transcription_not_allowed")
+        base = pinned_transcription_session(policy.transcription)
+        overrides = policy.transcription.allowed_overrides
+    else:
+        base, overrides = pinned_session(policy), policy.allowed_overrides
     result = copy.deepcopy(base)
-    allowed = [tuple(p.split(".")) for p in policy.allowed_overrides]
+    allowed = [tuple(p.split(".")) for p in overrides]
 
     def walk(value: Any, path: tuple[str, ...]) -> None:
         if any(path[:len(a)] == a for a in allowed):
