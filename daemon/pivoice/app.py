@@ -159,7 +159,7 @@ def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchd
         uplink_factory=build_uplink_factory(cfg),
         downlink=Downlink(build_speaker(cfg, portaudio), cfg.session.output_format, volume=volume),
         tokens=tokens,
-        connector=RealtimeConnector(cfg.realtime.url, cfg.session.model,
+        connector=RealtimeConnector(cfg.realtime.url, cfg.session.payload().get("model"),
                                     connect_timeout_s=cfg.realtime.connect_timeout_s),
         on_note=on_note, notifier=notifier, watchdog_interval_s=watchdog_interval_s,
         assistant=assistant, events=events,

@@ -163,14 +163,15 @@ def parse(data: dict, file: str) -> Config:
 
     payload, td, beta_mapped = read_any_session(root.raw("session", None), file)
     audio_in = payload["audio"]["input"]["format"]["type"]
-    audio_out = payload["audio"]["output"]["format"]["type"]
+    # a transcription session has no output: the input format stands in (nothing is ever played)
+    audio_out = payload["audio"].get("output", {"format": {"type": audio_in}})["format"]["type"]
     session = SessionConfig(
         json_text=json.dumps(payload, sort_keys=True),
-        model=payload["model"],
+        model=payload.get("model") or payload["audio"]["input"]["transcription"]["model"],
         input_format=audio_in,
         output_format=audio_out,
         turn_detection=td,
-        output_audio=payload["output_modalities"] == ["audio"],
+        output_audio=payload.get("output_modalities") == ["audio"],
         beta_mapped=beta_mapped,
     )
     for fmt in (audio_in, audio_out):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pivoice import ends, errors
 from pivoice import messages as m
 from pivoice.controller_reply import ACTIVE, CONNECTING, DRAINING, IDLE, ReplyRules
+from pivoice.controller_dictation import DictationRules
 from pivoice.controller_mcp import McpRules
 from pivoice.controller_timers import TIMER, TimerRules
 from pivoice.controller_tools import ToolRules
@@ -51,7 +52,7 @@ class Settings:
     mcp: McpPolicy | None = None   # which MCP calls to approve, ask about or deny (None: deny all)
 
 
-class Controller(ReplyRules, ToolRules, TimerRules, McpRules):
+class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
     """Owns conversation state. Called from the controller thread only."""
 
     def __init__(self, settings: Settings):
@@ -110,6 +111,7 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules):
             "user_speaking": self.user_speaking,
             "last_end_reason": self.last_end_reason,
             "last_end_code": self.last_end_code,
+            "partial_transcript": self.partial_transcript or None,
         }
 
     def _reset(self) -> None:
@@ -125,6 +127,7 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules):
         self._reset_tools()
         self._reset_timers()
         self._reset_mcp()
+        self._reset_dictation()
 
     def _event(self, type_: str, **fields) -> m.Send:
         return m.Send({"type": type_, "event_id": f"evt_pv_{next(self._ids)}", **fields})
@@ -166,6 +169,8 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules):
             return self._end(End(ends.USER, "cancelled by a press while connecting"))
         if self.phase == DRAINING:
             return self._end(self.closing.but("; playout stopped by a press"))
+        if self.s.dictation:
+            return self._dictation_press()
         if self.playing or self.response_id is not None or self.tools_busy:
             return self._interrupt("button")
         return self._end(End(ends.USER, "ended by a press"))
@@ -263,7 +268,7 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules):
         if not self.acknowledged and self.now_s - self.opened_s >= self.s.connect_timeout_s:
             return self._end(End(ends.NOT_ACKNOWLEDGED, "server did not acknowledge the session within "
                                  f"{self.s.connect_timeout_s:.0f} s", ends.WARNING))
-        expired = self._ask_expired()
+        expired = self._ask_expired() or self._final_transcript_overdue()
         if expired:
             return expired
         if self.response_id is not None and self.now_s - self.last_reply_event_s >= self.s.reply_stall_s:

@@ -165,10 +165,15 @@ class ReplyRules:
                                          "its tools are unavailable this session", "warning")]
         elif kind == "response.output_text.done" and d.get("text"):
             return [note_for(kind, d), m.RecordText("reply_text", d["text"])]
-        elif kind == "conversation.item.input_audio_transcription.completed" and d.get("transcript"):
+        elif kind == "conversation.item.input_audio_transcription.completed":
             self.last_activity_s = self.now_s
-            return [note_for(kind, d), m.RecordText("dictation" if self.s.dictation else "user_transcript",
-                                                    d["transcript"])]
+            recorded = [note_for(kind, d), m.RecordText("dictation" if self.s.dictation else "user_transcript",
+                                                        d["transcript"])] if d.get("transcript") else []
+            return recorded + self._transcribed()
+        elif kind == "conversation.item.input_audio_transcription.delta":
+            return self._transcription_delta(d.get("delta") or "")
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            return self._transcription_failed(d.get("error") or {})
         elif kind == "response.done":
             return self._on_response_done(d.get("response") or {})
         elif kind == "error":

@@ -24,6 +24,11 @@ PASSTHROUGH_KEYS = ("tools", "tool_choice", "truncation", "tracing", "include", 
                     "parallel_tool_calls")
 
 
+# Keys of a realtime session that a transcription session does not have.
+REALTIME_ONLY_KEYS = ("model", "instructions", "output_modalities", "max_output_tokens", "tools", "tool_choice",
+                      "truncation", "tracing", "prompt", "reasoning", "parallel_tool_calls")
+
+
 @dataclass(frozen=True)
 class TurnDetection:
     type: str                     # server_vad | semantic_vad
@@ -94,10 +99,44 @@ def _read_transcription(block: Section) -> dict:
     return out
 
 
+def read_transcription_session(sec: Section) -> tuple[dict, TurnDetection | None]:
+    """`type: transcription` (dictation): audio in, transcripts out, no model replies. The GA
+    `RealtimeTranscriptionSessionCreateRequest`: only `audio.input` and `include`."""
+    payload: dict[str, Any] = {"type": "transcription"}
+    for key in REALTIME_ONLY_KEYS:
+        if sec.has(key):
+            raise sec.error(key, "not part of a transcription session (it only transcribes: no model replies)")
+    audio = sec.section("audio")
+    if audio.has("output"):
+        raise audio.error("output", "a transcription session has no audio output (it only transcribes)")
+    inp = audio.section("input")
+    audio_in: dict[str, Any] = {"format": _read_format(inp, "format")}
+    audio_in["noise_reduction"] = _read_nullable_block(inp, "noise_reduction", {"type": "far_field"},
+                                                       _read_noise_reduction)
+    if inp.has("transcription") and inp.raw("transcription") is None:
+        raise inp.error("transcription", "a transcription session needs a transcription model")
+    block = inp.section("transcription")
+    audio_in["transcription"] = _read_transcription(block)
+    block.done()
+    td = _read_turn_detection(inp, audio_in)
+    inp.done()
+    audio.done()
+    payload["audio"] = {"input": audio_in}
+    include = sec.str_list("include", [])
+    if include:
+        if set(include) - {"item.input_audio_transcription.logprobs"}:
+            raise sec.error("include", "may only hold item.input_audio_transcription.logprobs")
+        payload["include"] = list(include)
+    sec.done()
+    return payload, td
+
+
 def read_session(sec: Section) -> tuple[dict, TurnDetection | None]:
     """Return the session payload for `session.update` and the turn-detection facts the daemon needs."""
+    if sec.raw("type", "realtime") == "transcription":
+        return read_transcription_session(sec)
     payload: dict[str, Any] = {
-        "type": sec.str("type", "realtime", choices=("realtime",)),
+        "type": sec.str("type", "realtime", choices=("realtime", "transcription")),
         "model": sec.str("model", "gpt-realtime"),
     }
     # Unset, the token backend's policy (or the API default) decides; a fleet pins them there.

@@ -180,3 +180,27 @@ def test_a_session_function_may_not_share_a_name_with_an_enabled_local_tool(tmp_
         load_dict(tmp_path, data)
     assert exc.value.key_path == "session.tools[0].name"
     assert "'get_time' is also a local tool (tools:); declare it in one place" in exc.value.reason
+
+
+def test_a_transcription_session_is_the_ga_transcription_request(tmp_path):
+    from openai.types.realtime import RealtimeTranscriptionSessionCreateRequest
+    from pydantic import TypeAdapter
+    data = with_("session", {"type": "transcription", "audio": {"input": {
+        "transcription": {"model": "gpt-4o-mini-transcribe", "language": "en"},
+        "turn_detection": {"type": "server_vad", "silence_duration_ms": 700}}},
+        "include": ["item.input_audio_transcription.logprobs"]})
+    cfg = load_dict(tmp_path, data)
+    payload = cfg.session.payload()
+    assert payload["type"] == "transcription" and "model" not in payload and "output_modalities" not in payload
+    model = TypeAdapter(RealtimeTranscriptionSessionCreateRequest).validate_python(payload, strict=True)
+    assert model.model_dump(exclude_unset=True) == payload   # nothing unknown, nothing dropped
+    assert cfg.session.model == "gpt-4o-mini-transcribe" and not cfg.session.output_audio
+    with pytest.raises(ConfigError) as exc:
+        load_dict(tmp_path, with_("session", {"type": "transcription", "voice": "marin"}))
+    assert "has no audio output (it only transcribes)" in exc.value.reason   # the beta `voice`, mapped
+    with pytest.raises(ConfigError) as exc:
+        load_dict(tmp_path, with_("session", {"type": "transcription", "instructions": "Be brief."}))
+    assert exc.value.key_path == "session.instructions" and "not part of a transcription session" in exc.value.reason
+    with pytest.raises(ConfigError) as exc:
+        load_dict(tmp_path, with_("session", {"type": "transcription", "audio": {"input": {"transcription": None}}}))
+    assert exc.value.key_path == "session.audio.input.transcription" and "needs a transcription model" in exc.value.reason

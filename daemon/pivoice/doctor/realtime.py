@@ -43,7 +43,7 @@ class RealtimeCheck:
     def run(self, ctx: Context) -> Result:
         import websocket
         from pivoice.realtime.session import error_detail, session_url
-        url = session_url(ctx.cfg.realtime.url, ctx.cfg.session.model)
+        url = session_url(ctx.cfg.realtime.url, ctx.cfg.session.payload().get("model"))
         shown = url.split("?", 1)[0]
         timeout_s = self._timeout_s or ctx.cfg.realtime.connect_timeout_s
         connect = self._create_connection or websocket.create_connection

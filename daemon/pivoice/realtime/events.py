@@ -87,6 +87,9 @@ _SCHEMAS: dict[str, Callable[[dict], dict]] = {
     "response.function_call_arguments.done": arguments_done,
     "conversation.item.done": item_done,
     "conversation.item.input_audio_transcription.completed": _field("transcript", reply_text),
+    # every piece: in dictation the partial line is what a display shows while the user talks
+    "conversation.item.input_audio_transcription.delta": _field("delta", opt_text),
+    "conversation.item.input_audio_transcription.failed": _error,
 }
 
 

@@ -34,10 +34,13 @@ PING_INTERVAL_S = 15.0
 DEAD_AFTER_S = 45.0
 
 
-def session_url(base_url: str, model: str) -> str:
-    """`wss://host/v1/realtime` + `?model=` (the docs' examples always send it; the key's model must match)."""
+def session_url(base_url: str, model: str | None) -> str:
+    """`wss://host/v1/realtime` + `?model=` (the docs' examples always send it; the key's model must
+    match), or with no model `?intent=transcription` (the API reference: transcription sessions set
+    the intent and omit the model)."""
     parts = urlsplit(base_url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "model"] + [("model", model)]
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("model", "intent")]
+    query.append(("model", model) if model else ("intent", "transcription"))
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
 
@@ -228,7 +231,7 @@ def handshake_refused(status: int, body: bytes | None) -> str:
 class RealtimeConnector:
     """Builds connections for the configured server and model. Called from the controller thread."""
 
-    def __init__(self, base_url: str, model: str, *, connect_timeout_s: float,
+    def __init__(self, base_url: str, model: str | None, *, connect_timeout_s: float,
                  create_connection=websocket.create_connection):
         self.url = session_url(base_url, model)
         self._connect_timeout_s = connect_timeout_s
