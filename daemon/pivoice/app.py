@@ -118,6 +118,18 @@ def build_assistant(cfg: Config, events, volume):
     return Assistant(runner=runner, sink=sink, timers=timers), registry.declarations()
 
 
+def session_to_send(cfg: Config) -> dict:
+    """The session of `session.update`, local tool declarations included (for check-config: builds the
+    tool registry with throwaway collaborators; nothing starts)."""
+    if not cfg.tools.enabled:
+        return controller_settings(cfg).session
+    from pivoice.audio.volume import Volume
+    from pivoice.tools.registry import build_registry
+    from pivoice.tools.timers import TimerService
+    registry = build_registry(cfg.tools, volume=Volume(), timers=TimerService(lambda timer: None))
+    return controller_settings(cfg, registry.declarations()).session
+
+
 def check_audio_devices(cfg: Config, portaudio) -> None:
     """Initialise PortAudio now (80 ms the first press would otherwise pay) and report a missing
     device at start-up. Not fatal: a USB device may be plugged in later, and each press says it again."""

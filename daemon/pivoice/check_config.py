@@ -16,9 +16,10 @@ from pivoice.settings import ConfigError
 def session_update_text(cfg: config.Config) -> str:
     """The `session.update` event the daemon sends when a session opens, as pretty JSON.
 
-    The daemon adds an `event_id` to each event it sends. The same session goes with every key request,
-    where the token backend's policy may refuse a field it pins."""
-    return json.dumps({"type": "session.update", "session": cfg.session.payload()}, indent=2)
+    The daemon adds an `event_id` to each event it sends. The same session, without the local tools,
+    goes with every key request, where the token backend's policy may refuse a field it pins."""
+    from pivoice.app import session_to_send
+    return json.dumps({"type": "session.update", "session": session_to_send(cfg)}, indent=2)
 
 
 def main(argv: list[str]) -> int:

@@ -204,3 +204,20 @@ def test_a_transcription_session_is_the_ga_transcription_request(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_dict(tmp_path, with_("session", {"type": "transcription", "audio": {"input": {"transcription": None}}}))
     assert exc.value.key_path == "session.audio.input.transcription" and "needs a transcription model" in exc.value.reason
+
+
+def test_print_session_shows_the_local_tools_the_daemon_will_declare(tmp_path, capsys):
+    import json as _json
+
+    from pivoice import check_config
+    data = with_("tools", {"builtin": {"time": {"enabled": True}}, "functions": [
+        {"name": "say_back", "description": "Echo.", "parameters": {
+            "type": "object", "required": ["word"], "properties": {"word": {"type": "string"}}},
+         "command": {"argv": ["/bin/echo", "{word}"]}}]})
+    path = tmp_path / "pivoice.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert check_config.main(["--file-only", "--print-session", str(path)]) == 0
+    out = capsys.readouterr().out
+    event = _json.loads(out[out.index("{"):])
+    assert [t["name"] for t in event["session"]["tools"]] == ["get_time", "say_back"]
+    assert all(t["type"] == "function" and t["parameters"]["type"] == "object" for t in event["session"]["tools"])
