@@ -1,7 +1,7 @@
 """Timers that run out (`TimerFired`): the device says so.
 
-Idle, the controller opens a short session of its own whose only job is one spoken sentence ("Your
-5-minute timer is done."): no user audio is sent (the mic route stays `drop`), and the session ends
+The timer chime rings at once (unless a reply is playing). Idle, the controller then opens a short
+session of its own whose only job is one spoken sentence ("Your 5-minute timer is done."): no user audio is sent (the mic route stays `drop`), and the session ends
 once the sentence has been heard. If no session can be had (no key, the server unreachable, no
 answer in time) the local timer chime plays instead, so a timer never goes unannounced. In a
 conversation the sentence is asked for as soon as no response is active; a conversation that is
@@ -47,9 +47,16 @@ class TimerRules:
         text = sentence(ev)
         note = m.Note(TIMER, f"timer {ev.timer_id} done: {text}")
         if self.phase == "idle":
-            return [note, *self._start_announcement(text)]
+            return [note, *self._start_announcement(text), *self._ring()]
         self.owed_sentences.append(text)
-        return [note, *self._say_owed()]
+        return [note, *(self._ring() if self.phase == "active" else []), *self._say_owed()]
+
+    def _ring(self) -> list:
+        """The timer chime, at once (the sentence follows when the session can say it); not over a reply."""
+        if self.playing:
+            return []
+        self.playing, self.drained, self.reply_item = True, False, None
+        return [m.BeginReply(), m.Play(chimes.timer_chime(self.s.output_format)), m.FinishReply()]
 
     def _start_announcement(self, text: str) -> list:
         self.phase = "connecting"

@@ -33,8 +33,12 @@ def test_idle_a_session_of_its_own_says_it_without_listening_and_ends_once_heard
     ctrl = Controller(BASE)
     actions = ctrl.handle(FIVE_MIN, 0.0)
     # the mic route stays "drop" (no RouteMic: it was already): what the mic hears is not sent or kept
-    assert kinds(actions) == [("Note", "timer"), ("RequestToken",), ("OpenAudio",)]
+    chime = ("Play", len(chimes.timer_chime("audio/pcm")))
+    assert kinds(actions) == [("Note", "timer"), ("RequestToken",), ("OpenAudio",), ("BeginReply",), chime,
+                              ("FinishReply",)]   # the chime rings while the session opens
     assert ctrl.phase == CONNECTING and ctrl.mic_route() == "drop"
+    ctrl.handle(m.PlaybackDrained(), 0.05)
+    assert not ctrl.playing and ctrl.phase == CONNECTING
     ctrl.handle(m.TokenReady(KEY), 0.1)
     actions = ctrl.handle(m.SocketOpened(), 0.2)
     assert response_creates(actions) == [
@@ -65,10 +69,13 @@ def test_no_session_to_be_had_rings_the_local_chime_then_ends(failure):
     assert ctrl.phase == IDLE and ctrl.last_end_code == "timer" and "local chime" in ctrl.last_end_reason
 
 
-def test_in_a_conversation_the_sentence_waits_for_the_reply_to_finish():
+def test_in_a_conversation_the_chime_rings_unless_a_reply_plays_and_the_sentence_waits_for_the_reply():
+    quiet = active()
+    assert ("BeginReply",) in kinds(quiet.handle(FIVE_MIN, 1.0))
     ctrl = active()
     speaking(ctrl)
     actions = ctrl.handle(FIVE_MIN, 1.5)
+    assert ("BeginReply",) not in kinds(actions)  # not over the reply
     assert response_creates(actions) == []      # a response is active: one now would be refused
     actions = ctrl.handle(m.ServerEvent({"type": "response.done", "response": {"id": "resp_1"}}), 2.0)
     assert response_creates(actions) == [
