@@ -39,7 +39,7 @@ def session_url(base_url: str, model: str | None) -> str:
     match), or with no model `?intent=transcription` (the API reference: transcription sessions set
     the intent and omit the model)."""
     parts = urlsplit(base_url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("model", "intent")]
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "model" and (model or k != "intent")]
     query.append(("model", model) if model else ("intent", "transcription"))
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
