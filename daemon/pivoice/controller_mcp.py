@@ -45,7 +45,8 @@ class McpRules:
         if decision == APPROVE:
             return self._answer_approval(item["id"], True, f"{label}.{name} is on the approve list")
         if decision == ASK and self.asking is None:
-            self.asking = {"id": item["id"], "what": f"{label}.{name}", "deadline_s": self.now_s + QUESTION_WAIT_S}
+            self.asking = {"id": item["id"], "what": f"{label}.{name}", "deadline_s": self.now_s + QUESTION_WAIT_S,
+                           "started": False}
             question = (f"Ask the user, in one short question and nothing else, whether you should use "
                         f"{name} on {label} now, and say they can press the button to confirm.")
             return [m.Note("mcp_ask", f"asking the user to approve {label}.{name}"),
@@ -61,9 +62,15 @@ class McpRules:
                 m.Note("mcp_approved" if approve else "mcp_denied",
                        f"MCP call {'approved' if approve else 'denied'} ({why})")]
 
+    def _question_started(self) -> None:
+        """The first response created after the request is the question (ours, out of band)."""
+        if self.asking is not None:
+            self.asking["started"] = True
+
     def _question_heard(self) -> None:
-        """The question has been asked: the user has `ask_timeout_s` from now to press."""
-        if self.asking is not None and self.response_id is None and not self.playing:
+        """The question has been asked: the user has `ask_timeout_s` from now to press. Not before
+        its response started: the request's own response.done comes first and is no question."""
+        if self.asking is not None and self.asking["started"] and self.response_id is None and not self.playing:
             self.asking["deadline_s"] = min(self.asking["deadline_s"], self.now_s + self.mcp_policy.ask_timeout_s)
 
     def _press_approves(self) -> list:

@@ -156,6 +156,7 @@ class ReplyRules:
         if kind == "response.created":
             self.response_id = (d.get("response") or {}).get("id")
             self._response_started()
+            self._question_started()
         elif kind == "response.function_call_arguments.done":
             return self._start_call(d)
         elif kind == "conversation.item.done":

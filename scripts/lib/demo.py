@@ -1,6 +1,9 @@
 """The offline demo behind `scripts/demo`: one spoken exchange, printed as a timeline.
 
-Exit status 0 only if the daemon really played a spoken reply into the WAV speaker.
+`--tools`: the dev server is scripted to call the daemon's `get_time` built-in and to speak the time
+from the tool's output, so the timeline shows the call, its result going back and the spoken answer.
+Exit status 0 only if the daemon really played a spoken reply into the WAV speaker (and, with
+`--tools`, ran the tool before that reply).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import sys
 import wave
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))   # the process launchers are shared with the e2e tests
 
@@ -17,17 +22,28 @@ from support.fixtures_audio import make_speech_wav  # noqa: E402
 from support.stack import offline_stack, running    # noqa: E402
 
 QUESTION = "Hello! What can you tell me about the weather in the kitchen today?"
+TOOLS_QUESTION = "What time is it?"
+# get_time answers {time: ISO 8601 local time, weekday, timezone, utc_offset} (tools/builtin.py)
+TOOLS_SCRIPT = {"turns": [{"calls": [{"name": "get_time", "arguments": {}}],
+                           "then_say": "It is {output.time}, a {output.weekday}."}]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--question", default=QUESTION)
+    parser.add_argument("--question", default=None, help=f"what is said into the mic (default: {QUESTION!r}, "
+                                                          f"with --tools {TOOLS_QUESTION!r})")
     parser.add_argument("--out", default=str(ROOT / "out" / "demo"))
     parser.add_argument("--parrot", action="store_true", help="the dev server replies with your own audio")
+    parser.add_argument("--tools", action="store_true",
+                        help="the model (dev server, scripted) calls the daemon's get_time tool and says the time")
     args = parser.parse_args()
+    if args.tools and args.parrot:
+        parser.error("--tools and --parrot do not go together: the scripted reply is spoken, not echoed")
+    if args.question is None:
+        args.question = TOOLS_QUESTION if args.tools else QUESTION
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for old in ("timeline.jsonl", "reply.wav"):
+    for old in ("timeline.jsonl", "reply.wav", "script.yaml"):
         (out / old).unlink(missing_ok=True)
 
     question = make_speech_wav(out / "question.wav", args.question, rate_hz=16000, lead_silence_s=0.2,
@@ -35,8 +51,16 @@ def main() -> int:
     reply = out / "reply.wav"
     print(f"question (mic):  {question}  \"{args.question}\"")
     print("starting the dev server (Realtime stand-in), the token backend and the daemon ...")
-    with offline_stack(out, *(["--mode", "parrot"] if args.parrot else [])) as stack:
-        config = stack.config(mic=f"wav:{question}", speaker=f"wav:{reply}")
+    dev_args = ["--mode", "parrot"] if args.parrot else []
+    sections = {}
+    if args.tools:
+        script = out / "script.yaml"
+        script.write_text(yaml.safe_dump(TOOLS_SCRIPT, sort_keys=False))
+        dev_args = ["--script", str(script)]
+        sections["tools"] = {"builtin": {"time": {"enabled": True}}}
+        print(f"tools: the daemon runs get_time; the dev server's script ({script}) calls it and says the time")
+    with offline_stack(out, *dev_args) as stack:
+        config = stack.config(mic=f"wav:{question}", speaker=f"wav:{reply}", **sections)
         with running(stack.daemon(config)) as daemon:
             print(f"daemon ready; pressing the button (pivoice ctl press --socket {daemon.socket_path})\n")
             daemon.ctl("press")
@@ -61,6 +85,21 @@ def main() -> int:
     if not played or _duration_ms(reply) < 300:
         print("FAILED: no reply was played", file=sys.stderr)
         return 1
+    if args.tools:
+        return _check_tool_exchange(timeline)
+    return 0
+
+
+def _check_tool_exchange(timeline: list[dict]) -> int:
+    """The tool ran, its result went back, and a reply was played after that."""
+    kinds = [e["kind"] for e in timeline]
+    if "tool_results" not in kinds or "reply_played" not in kinds[kinds.index("tool_results"):]:
+        print("FAILED: the get_time call and a spoken answer after its result are not in the timeline",
+              file=sys.stderr)
+        return 1
+    said = [e["text"].removeprefix("assistant: ") for e in timeline[kinds.index("tool_results"):]
+            if e["kind"] == "assistant"]
+    print(f"tool exchange: get_time ran; the reply said: {said[0] if said else '(no transcript)'}")
     return 0
 
 

@@ -7,7 +7,7 @@ import pytest
 from pivoice import messages as m
 from pivoice.mcp_policy import McpPolicy, read_mcp
 from pivoice.settings import ConfigError, Section
-from test_daemon_controller import BASE, active, kinds, speaking
+from test_daemon_controller import BASE, PCM_100MS, active, kinds, speaking
 
 POLICY = McpPolicy(approve=("home:turn_on",), ask=("unlock_door",), ask_timeout_s=10.0)
 
@@ -90,3 +90,22 @@ def test_a_response_that_ran_mcp_calls_is_followed_by_response_create_and_failur
     assert [a.event["type"] for a in actions if isinstance(a, m.Send)] == ["response.create"]
     [note] = ctrl.handle(m.ServerEvent({"type": "mcp_list_tools.failed"}), 1.3)
     assert note.level == "warning" and "could not be listed" in note.text
+
+
+
+def test_the_ask_timeout_starts_when_the_question_was_heard_not_when_the_request_response_ends():
+    # the server's order: the request arrives inside a response whose response.done follows; only then
+    # does the out-of-band question start (found end to end: denied while the question still played)
+    ctrl = on(replace(POLICY, ask_timeout_s=2.0))
+    denied = [("mcpr_1", False, "home.unlock_door: the user did not confirm")]
+    steps = [(1.0, m.ServerEvent({"type": "response.created", "response": {"id": "resp_1"}}), []),
+             (1.1, request("unlock_door"), []),
+             (1.1, m.ServerEvent({"type": "response.done", "response": {"id": "resp_1"}}), []),
+             (1.2, m.ServerEvent({"type": "response.created", "response": {"id": "resp_q"}}), []),
+             (1.2, m.AudioDelta("resp_q", "item_q", 0, PCM_100MS), []),
+             (1.3, m.ServerEvent({"type": "response.done", "response": {"id": "resp_q"}}), []),
+             (3.4, m.Tick(), []),                 # the question still plays: no answer yet
+             (10.0, m.PlaybackDrained(), []),     # heard at 10.0: the user has until 12.0
+             (11.9, m.Tick(), []),
+             (12.1, m.Tick(), denied)]
+    assert [approvals(ctrl.handle(event, t)) for t, event, _ in steps] == [want for _, _, want in steps]
