@@ -46,6 +46,7 @@ def controller_settings(cfg: Config, tool_declarations: list | None = None) -> S
         reply_stall_s=cfg.realtime.reply_stall_s,
         dictation=cfg.session.payload().get("type") == "transcription",
         mcp=cfg.mcp,
+        speaker=cfg.session.output_audio,
     )
 
 

@@ -50,6 +50,7 @@ class Settings:
     reply_stall_s: float = 10.0    # a response in flight with no server event for this long has stalled
     dictation: bool = False        # a transcription session: turns are transcribed, never answered
     mcp: McpPolicy | None = None   # which MCP calls to approve, ask about or deny (None: deny all)
+    speaker: bool = True           # replies are audio: a conversation opens the speaker (not for text/dictation)
 
 
 class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
@@ -160,7 +161,7 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
             self.started_s = self.last_activity_s = self.now_s
             # The key request goes first so the socket dials while the audio devices open.
             return [m.Note("pressed", f"pressed ({ev.source}): starting a conversation"),
-                    m.RequestToken(), m.OpenAudio()]
+                    m.RequestToken(), m.OpenAudio(speaker=self.s.speaker)]
         if self.announcing is not None:
             return self._end(End(TIMER, "timer announcement stopped by a press"))
         if self.asking is not None and self.phase == ACTIVE:

@@ -53,8 +53,8 @@ class TimerRules:
 
     def _ring(self) -> list:
         """The timer chime, at once (the sentence follows when the session can say it); not over a reply."""
-        if self.playing:
-            return []
+        if self.playing or (self.phase == "active" and not self.s.speaker):
+            return []   # over a reply, or a text-only conversation with no speaker open: the sentence says it
         self.playing, self.drained, self.reply_item = True, False, None
         return [m.BeginReply(), m.Play(chimes.timer_chime(self.s.output_format)), m.FinishReply()]
 

@@ -155,7 +155,7 @@ class TimerFired:
 
 @dataclass(frozen=True)
 class OpenAudio:
-    pass
+    speaker: bool = True   # False: text replies or dictation, nothing to play (a device may have no speaker)
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ class Runtime:
         self._generations = itertools.count(1)
         self._generation = 0
         self._audio_opens = 0   # tags on_error reports, so a late one cannot end the next conversation
+        self._speaker_open = False
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._stopped = threading.Event()
         self._thaw = threading.Event()   # only stop() sets it: ends a debug freeze
@@ -224,7 +225,7 @@ class Runtime:
         elif isinstance(action, m.Note):
             self._note(action)
         elif isinstance(action, m.OpenAudio):
-            self._open_audio()
+            self._open_audio(action.speaker)
         elif isinstance(action, m.CloseAudio):
             self._close_audio()
         elif isinstance(action, m.RequestToken):
@@ -256,15 +257,17 @@ class Runtime:
         elif not self._assistant.execute(action):
             raise TypeError(f"unknown action {action!r}")
 
-    def _open_audio(self) -> None:
+    def _open_audio(self, speaker: bool) -> None:
         self.metrics.press_at_s = self._clock()
         self.metrics.conversations += 1
         self._audio_opens += 1
         try:
             path = self._path = SendPath(self.events.put, self.metrics, self._clock)
             self._mic.open(path.on_frames, self._on_audio_error("mic"))
-            self._downlink.open(lambda: self.events.put(m.PlaybackDrained(self._clock())),
-                                self._on_audio_error("speaker"))
+            self._speaker_open = speaker
+            if speaker:
+                self._downlink.open(lambda: self.events.put(m.PlaybackDrained(self._clock())),
+                                    self._on_audio_error("speaker"))
             for event in path.begin(self._uplink_factory(self._mic.sample_rate_hz)):   # the gate opens now
                 self._dispatch(event)
         except Exception as exc:   # a USB device unplugged since start-up, a busy ALSA device, ...
@@ -279,13 +282,14 @@ class Runtime:
 
     def _check_audio(self) -> None:
         # The streams' watchdog rides on the tick, which runs only while a conversation is in progress.
-        _each((self._mic.check_stream, self._downlink.check_stream), "checking an audio stream")
+        _each((self._mic.check_stream, *([self._downlink.check_stream] if self._speaker_open else [])),
+              "checking an audio stream")
 
     def _close_audio(self) -> None:
         if self._path is None:   # the audio is open exactly while there is a send path
             return
         self._path = None
-        _each((self._mic.close, self._downlink.close), "closing an audio device")
+        _each((self._mic.close, *([self._downlink.close] if self._speaker_open else [])), "closing an audio device")
         self.metrics.press_at_s = None
 
     def _note(self, note: m.Note) -> None:

@@ -116,3 +116,16 @@ def test_the_chime_is_audible_unclipped_and_in_the_wire_format(fmt):
     assert len(pcm) == int(chimes.TIMER_CHIME_S * codec.wire_rate_hz(fmt))
     assert 0.2 * 32767 < np.abs(pcm).max() < 0.5 * 32767
     assert np.abs(pcm[:5]).max() < 2000          # a soft start: no click
+
+
+def test_text_and_dictation_conversations_open_no_speaker_and_ring_no_chime_but_announcements_do():
+    from dataclasses import replace
+    text = replace(BASE, speaker=False)
+    ctrl = Controller(text)
+    [open_audio] = [a for a in ctrl.handle(m.Press(), 0.0) if isinstance(a, m.OpenAudio)]
+    assert open_audio.speaker is False     # a display-only kiosk may have no speaker at all
+    ctrl = active(text)
+    assert ("BeginReply",) not in kinds(ctrl.handle(FIVE_MIN, 1.0))   # the sentence comes as text
+    idle = Controller(text)
+    [open_audio] = [a for a in idle.handle(FIVE_MIN, 0.0) if isinstance(a, m.OpenAudio)]
+    assert open_audio.speaker is True      # a timer announcement is heard
