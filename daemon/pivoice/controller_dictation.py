@@ -34,7 +34,7 @@ class DictationRules:
 
     def _transcription_delta(self, delta: str) -> list:
         self.partial_transcript = (self.partial_transcript + delta)[-500:]
-        return []
+        return [m.Note("transcript_delta", f"partial transcript: {self.partial_transcript[-120:]}", "debug")]
 
     def _transcribed(self) -> list:
         self.partial_transcript = ""

@@ -112,10 +112,14 @@ def test_each_kind_of_tool_runs_and_the_model_gets_every_answer_in_order(tmp_pat
                    {"name": "kitchen_light", "arguments": {"entity_id": "light.kitchen"}}],
          "then_say": "Done."},
         {"calls": [{"name": "say_back", "arguments": {"word": "pancakes"}},
-                   {"name": "slow_job", "arguments": {"seconds": 10}}], "then_say": "Hm."},
+                   {"name": "slow_job", "arguments": {"seconds": 10}},
+                   {"name": "set_timer", "arguments": {"minutes": 10, "label": "pasta"}},
+                   {"name": "get_volume", "arguments": {}}], "then_say": "Hm."},
         {"calls": [{"name": "set_timer", "arguments": {"minutes": 0}},
                    {"name": "not_declared", "arguments": {}},
-                   {"name": "say_back", "arguments": "{not json"}], "then_say": "Oops."},
+                   {"name": "say_back", "arguments": "{not json"},
+                   {"name": "list_timers", "arguments": {}},
+                   {"name": "cancel_timer", "arguments": {"label": "pasta"}}], "then_say": "Oops."},
     ])
     question = utterances_wav(tmp_path / "question.wav", ["What time is it?", "Lights on, quieter please.",
                                                          "Say pancakes and do the slow job.", "Set a timer."])
@@ -133,7 +137,11 @@ def test_each_kind_of_tool_runs_and_the_model_gets_every_answer_in_order(tmp_pat
     assert by_call == [(True, None),                                    # get_time
                        (True, None), (True, None),                      # set_volume, kitchen_light
                        (True, None), (False, "timeout"),                # say_back, slow_job (1 s timeout)
-                       (False, "invalid_arguments"), (False, "unknown_function"), (False, "invalid_arguments")]
+                       (True, None), (True, None),                      # set_timer pasta, get_volume
+                       (False, "invalid_arguments"), (False, "unknown_function"), (False, "invalid_arguments"),
+                       (True, None), (True, None)]                      # list_timers, cancel_timer pasta
+    assert got[6]["parsed"]["volume_percent"] == 40                     # what set_volume set a turn before
+    assert "pasta" in json.dumps(got[11]["parsed"])
     assert got[0]["parsed"]["timezone"] == "Europe/Berlin"
     assert got[1]["parsed"]["volume_percent"] == 40
     assert got[2]["parsed"]["status"] == 200 and got[2]["parsed"]["body"][0]["state"] == "on"
