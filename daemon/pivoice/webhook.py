@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pivoice.osthread import name_this_thread
-from pivoice.tokens.transport import is_loopback
+from pivoice.loopback import is_loopback
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ refresh thread only, one request at a time.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import socket
 import ssl
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from pivoice.loopback import is_loopback
 from pivoice.tokens.keys import TokenError
 
 ENDPOINT_PATH = "/v1/realtime/client_secrets"
@@ -163,12 +163,3 @@ def endpoint_url(backend_url: str, allow_insecure_http: bool) -> str:
         raise ValueError(f"token backend URL {shown!r}: https is required for a non-loopback backend "
                          "(or set allow_insecure_http)")
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + ENDPOINT_PATH, "", ""))
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -9,7 +9,6 @@ Main thread, at config load.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pivoice.settings import Section
+from pivoice.loopback import is_loopback
 from pivoice.tools import schema, template
 
 NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -140,15 +140,6 @@ def _read_str_map(sec: Section, key: str, name_re: re.Pattern, what: str) -> tup
     return tuple(raw.items())
 
 
-def is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _read_url(sec: Section, params: dict) -> str:
     url = sec.str("url")
     _check_placeholders(sec, "url", _placeholders(sec, "url", url), params)
@@ -160,7 +151,7 @@ def _read_url(sec: Section, params: dict) -> str:
     if parts.username is not None or parts.password is not None:
         raise sec.error("url", "credentials in the URL are refused; use bearer_token_file or "
                                "bearer_token_credential")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise sec.error("url", f"https:// is required for {parts.hostname!r} (plain http only on loopback: "
                                "127.0.0.0/8, ::1, localhost)")
     return url
