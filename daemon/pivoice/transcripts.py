@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from pivoice.settings import Section
-from pivoice.webhook import RETRY_DELAYS_S, WebhookSender, url_problem
+from pivoice.loopback import url_problem
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _one_line(text: str) -> str:
 class TranscriptSink:
     def __init__(self, jsonl_path: Path | None, webhook_url: str | None, *, webhook_timeout_s: float = 5.0,
                  webhook_bearer_token_file: Path | None = None, clock: Callable[[], float] = time.time,
-                 max_queue: int = 100, retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> None:
+                 max_queue: int = 100, retry_delays_s: tuple[float, ...] | None = None) -> None:
         self._jsonl_path = Path(jsonl_path) if jsonl_path is not None else None
         self._clock = clock
         self._file = None
@@ -78,9 +78,13 @@ class TranscriptSink:
         self._recent: collections.deque[dict] = collections.deque(maxlen=RECENT_RECORDS)
         self._stats = dict.fromkeys(("recorded", "jsonl_written", "jsonl_errors"), 0)
         # ValueError here (bad URL) is a config error; read_transcripts() reports it with its key path
-        self._webhook = None if webhook_url is None else WebhookSender(
-            webhook_url, timeout_s=webhook_timeout_s, bearer_token_file=webhook_bearer_token_file,
-            max_queue=max_queue, retry_delays_s=retry_delays_s, what="transcripts webhook")
+        self._webhook = None
+        if webhook_url is not None:
+            from pivoice.webhook import WebhookSender   # only with a webhook: http.client and ssl stay unloaded
+            self._webhook = WebhookSender(
+                webhook_url, timeout_s=webhook_timeout_s, bearer_token_file=webhook_bearer_token_file,
+                max_queue=max_queue, what="transcripts webhook",
+                **({} if retry_delays_s is None else {"retry_delays_s": retry_delays_s}))
 
     # ---- controller thread
     def record(self, kind: str, text: str, **fields) -> None:

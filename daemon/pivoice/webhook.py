@@ -24,28 +24,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pivoice.osthread import name_this_thread
-from pivoice.loopback import is_loopback
+from pivoice.loopback import url_problem
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS_S = (0.5, 1.0, 2.0)
 MAX_RESPONSE_BYTES = 64 * 1024  # an answer is read (and ignored) only this far
-
-
-def url_problem(url: str) -> str | None:
-    """Why `url` cannot be a webhook (None if it can): http(s) only, https off loopback, no credentials."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"must be an http(s)://host[:port]/path URL, got {url[:80]!r}"
-    try:
-        parts.port
-    except ValueError:
-        return "has a bad port"
-    if parts.username is not None or parts.password is not None:
-        return "must not carry credentials (use bearer_token_file)"
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        return f"must use https:// for a non-loopback host ({parts.hostname})"
-    return None
 
 
 class _Stopped(Exception):

@@ -39,6 +39,18 @@ pcm.null {{ type null }}
 """
 
 
+def unit_environment() -> dict[str, str]:
+    """The `Environment=` settings of systemd/pivoice.service (e.g. MALLOC_ARENA_MAX): the figure is
+    for the daemon as the shipped unit runs it."""
+    env = {}
+    for line in (ROOT / "systemd" / "pivoice.service").read_text().splitlines():
+        if line.startswith("Environment="):
+            for item in line[len("Environment="):].split():
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
 class PipeEnds:
     """Feeds the mic pipe and drains the speaker pipe at real-time pace; runs two threads of its own.
 
@@ -136,7 +148,9 @@ def main() -> int:
     try:
         with offline_stack(work) as stack:
             config = stack.config(mic="default", speaker="default", conversation={"idle_timeout_s": 2})
-            with running(stack.daemon(config, env={"ALSA_CONFIG_PATH": config_path})) as daemon:
+            env = {**unit_environment(), "ALSA_CONFIG_PATH": config_path}   # as the shipped unit runs it
+            result["unit_environment"] = unit_environment()
+            with running(stack.daemon(config, env=env)) as daemon:
                 pid = daemon.process.pid
                 result["after_start_kib"] = peak_rss_kib(pid)
                 mark = len(daemon.timeline())   # the timeline file is appended to: a reused --out has old runs

@@ -17,7 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from pivoice.settings import Section
-from pivoice.tools import TimerService, ToolRunner, build_registry, read_tools
+from pivoice.tools.config import read_tools
+from pivoice.tools.registry import build_registry
+from pivoice.tools.runner import ToolRunner
+from pivoice.tools.timers import TimerService
 
 SECRET = (Path(os.environ["CREDENTIALS_DIRECTORY"]) / "device-secret").read_text().strip()
 BG_PID = Path("/tmp/bg.pid")

@@ -8,7 +8,10 @@ import pytest
 import yaml
 
 from pivoice.settings import ConfigError, Section, load_yaml_mapping
-from pivoice.tools import BUILTIN_NAMES, TimerService, build_registry, read_tools
+from pivoice.tools.builtin import BUILTIN_NAMES
+from pivoice.tools.config import read_tools
+from pivoice.tools.registry import build_registry
+from pivoice.tools.timers import TimerService
 from pivoice.tools.config import CommandSpec, HttpSpec, ToolsConfig
 from support.tools_fakes import MemoryVolume
 

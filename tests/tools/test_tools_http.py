@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from pivoice.settings import ConfigError, Section
-from pivoice.tools import ToolRunner, build_registry, read_tools
+from pivoice.tools.config import read_tools
+from pivoice.tools.registry import build_registry
+from pivoice.tools.runner import ToolRunner
 from pivoice.tools.base import CallContext
 from pivoice.tools.specs import HttpSpec
 from pivoice.tools.http import run_http

@@ -13,7 +13,10 @@ import pytest
 from openai.types.realtime import RealtimeFunctionTool
 
 from pivoice.settings import Section
-from pivoice.tools import TimerService, ToolRegistry, ToolRunner, build_registry, read_tools
+from pivoice.tools.config import read_tools
+from pivoice.tools.registry import ToolRegistry, build_registry
+from pivoice.tools.runner import ToolRunner
+from pivoice.tools.timers import TimerService
 from pivoice.tools.base import Tool, success
 from support.tools_fakes import MemoryVolume
 

@@ -1,17 +1,7 @@
 """Local function tools the model may call: built-ins, `command` and `http` tools (issue #9).
 
-`read_tools` reads the `tools:` config section, `build_registry` turns it into tools, and `ToolRunner`
-runs the model's calls off the controller thread and posts one `ToolResult` per call.
+`config.read_tools` reads the `tools:` config section, `registry.build_registry` turns it into tools,
+and `runner.ToolRunner` runs the model's calls off the controller thread and posts one `ToolResult`
+per call. Nothing is imported here: reading the config must not load the runners (http.client, ssl,
+subprocess) on a daemon that has no tools (plain-ALSA peak RSS: +10 MiB when it did).
 """
-
-from pivoice.tools.base import CallContext, Outcome, Tool
-from pivoice.tools.builtin import BUILTIN_NAMES, END_CONVERSATION, VolumeControl
-from pivoice.tools.config import ToolsConfig, read_tools
-from pivoice.tools.registry import ToolRegistry, build_registry
-from pivoice.tools.runner import ToolResult, ToolRunner
-from pivoice.tools.schema import SchemaError, check_schema, validate
-from pivoice.tools.timers import Timer, TimerService
-
-__all__ = ["BUILTIN_NAMES", "END_CONVERSATION", "CallContext", "Outcome", "SchemaError", "Timer", "TimerService",
-           "Tool", "ToolRegistry", "ToolResult", "ToolRunner", "ToolsConfig", "VolumeControl", "build_registry",
-           "check_schema", "read_tools", "validate"]

@@ -12,10 +12,9 @@ from datetime import datetime, tzinfo
 from typing import Callable, Protocol
 
 from pivoice.tools.base import CallContext, Outcome, Tool, failure, success
+from pivoice.tools.config import BUILTIN_NAMES  # noqa: F401  (re-exported: the names live with the switches)
 from pivoice.tools.timers import Timer, TimerError, TimerService
 
-BUILTIN_NAMES = ("get_time", "get_volume", "set_volume", "end_conversation", "set_timer", "cancel_timer",
-                 "list_timers")
 END_CONVERSATION = "end_conversation"    # the effect the controller acts on
 _NO_ARGUMENTS = {"type": "object", "properties": {}, "additionalProperties": False}
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pivoice.settings import Section
-from pivoice.tools.builtin import BUILTIN_NAMES
 from pivoice.tools.specs import MAX_TIMEOUT_S, CommandSpec, FunctionToolConfig, HttpSpec, read_function
+
+# Every built-in tool name, on or off: a function of the user's may not take one.
+BUILTIN_NAMES = ("get_time", "get_volume", "set_volume", "end_conversation", "set_timer", "cancel_timer",
+                 "list_timers")
 
 __all__ = ["BuiltinToolsConfig", "CommandSpec", "FunctionToolConfig", "HttpSpec", "ToolsConfig", "read_tools"]
 
