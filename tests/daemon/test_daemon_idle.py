@@ -107,6 +107,7 @@ def test_after_a_conversation_the_daemon_is_back_to_no_wakeups(stack, tmp_path):
                                lead_silence_s=0.1, tail_silence_s=2.0)
     with running(stack.daemon(idle_config(stack, tmp_path, question))) as daemon:
         pid = daemon.process.pid
+        time.sleep(SETTLE_S)   # start-up's own short-lived threads (the first key fetch) are gone by now
         threads_at_start = set(task_switches(pid))
         assert daemon.ctl("press") == {"ok": True}
         daemon.wait_for("reply_played", timeout_s=40)
