@@ -19,6 +19,7 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pivoice.jsonvalue import json_equal  # noqa: F401  (part of this module's API)
 from pivoice.settings import ConfigError, Section
 from pivoice.tokenserver.transcription_policy import (TranscriptionPolicy, override_paths,
                                                       parse_transcription_policy, pinned_transcription_session)
@@ -141,19 +142,6 @@ def pinned_session(policy: Policy) -> dict:
     session.update(type="realtime", model=policy.model, instructions=policy.instructions,
                    tools=copy.deepcopy(list(policy.tools)))
     return session
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Equality as JSON sees it: 1 == 1.0, but true != 1."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
 
 
 def _lookup(tree: Any, path: tuple[str, ...]) -> Any:

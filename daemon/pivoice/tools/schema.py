@@ -14,6 +14,8 @@ import math
 import re
 from typing import Any
 
+from pivoice.jsonvalue import json_equal  # noqa: F401  (part of this module's API)
+
 TYPES = ("object", "string", "number", "integer", "boolean", "array", "null")
 _IGNORED = ("description", "title", "default")
 _NUMBER_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
@@ -130,20 +132,6 @@ def _has_type(value: Any, kind: str) -> bool:
     if kind == "integer":   # JSON Schema: 5.0 is an integer
         return actual == "integer" or (actual == "number" and float(value).is_integer())
     return actual == kind
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Equality as JSON sees it: true is not 1, 1 is 1.0, containers compare element by element."""
-    ta, tb = _type_of(a), _type_of(b)
-    if {ta, tb} <= {"integer", "number"}:
-        return a == b
-    if ta != tb:
-        return False
-    if ta == "array":
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
-    if ta == "object":
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    return a == b
 
 
 def _child(path: str, name: str) -> str:
