@@ -21,8 +21,8 @@ from typing import Callable
 from pivoice import errors
 from pivoice import messages as m
 from pivoice.assistant import Assistant
+from pivoice.audio_edges import AudioEdges, AudioStopped
 from pivoice.audio.playpath import PlayPath
-from pivoice.audio.sendpath import SendPath
 from pivoice.controller import IDLE, Controller
 from pivoice.metrics import Metrics
 from pivoice.osthread import name_this_thread
@@ -39,13 +39,6 @@ TICK_GRACE_S = 0.3
 class _FromConnection:
     generation: int
     event: object
-
-
-@dataclass(frozen=True)
-class _AudioStopped:
-    """A mic/speaker `on_error` report (audio thread), tagged with the `_open_audio` it belongs to."""
-    opened: int
-    event: m.AudioFailed
 
 
 class _Freeze:
@@ -65,8 +58,6 @@ class Runtime:
         self._watchdog_interval_s = watchdog_interval_s if notifier is not None else None
         self.events: queue.Queue = events or queue.Queue()   # given: the tool runner and timers post here too
         self._mic = mic
-        self._uplink_factory = uplink_factory
-        self._path: SendPath | None = None
         self._downlink = downlink
         self._play = PlayPath(downlink, controller.s.output_format, clock)
         self._tokens = tokens
@@ -76,12 +67,11 @@ class Runtime:
         self._conn = None
         self._generations = itertools.count(1)
         self._generation = 0
-        self._audio_opens = 0   # tags on_error reports, so a late one cannot end the next conversation
-        self._speaker_open = False
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._stopped = threading.Event()
         self._thaw = threading.Event()   # only stop() sets it: ends a debug freeze
         self.metrics = Metrics()
+        self._audio = AudioEdges(mic, downlink, uplink_factory, self.events.put, self.metrics, clock)
         self._status: dict = controller.snapshot()
         self._assistant = assistant or Assistant()   # tools and transcripts (assistant.py)
         self._assistant.bind(self.post)
@@ -175,8 +165,8 @@ class Runtime:
             if event.generation != self._generation:
                 return   # a late event from a connection we already dropped
             event = event.event
-        if isinstance(event, _AudioStopped):
-            if event.opened != self._audio_opens or self._path is None:
+        if isinstance(event, AudioStopped):
+            if not self._audio.is_current(event):
                 return   # reported by a device we have closed since
             event = event.event
         if isinstance(event, m.AudioDelta):
@@ -200,8 +190,8 @@ class Runtime:
             self._after_dispatch()
 
     def _dispatch(self, event: object) -> None:
-        if isinstance(event, m.Tick) and self._path is not None:
-            self._check_audio()
+        if isinstance(event, m.Tick) and self._audio.path is not None:
+            self._audio.check()   # the streams' watchdog rides on the tick
         for action in self.controller.handle(event, self._clock()):
             self._execute(action)
 
@@ -211,7 +201,7 @@ class Runtime:
 
     def _execute(self, action: object) -> None:
         if isinstance(action, m.RouteMic):
-            flushed_ms = self._path.route(action.route) if self._path is not None else 0.0
+            flushed_ms = self._audio.path.route(action.route) if self._audio.path is not None else 0.0
             if flushed_ms:
                 self._note(m.Note("flushed", f"sent {flushed_ms:.0f} ms captured while connecting"))
         elif isinstance(action, m.RoutePlayback):
@@ -237,12 +227,12 @@ class Runtime:
             generation = self._generation
             self._conn = self._connector.connect(action.key.value.reveal(),
                                                  lambda ev: self._from_connection(generation, ev))
-            if self._path is not None:
-                self._path.attach(self._conn)
+            if self._audio.path is not None:
+                self._audio.path.attach(self._conn)
         elif isinstance(action, m.Disconnect):
             self._generation = next(self._generations)
-            if self._path is not None:
-                self._path.attach(None)
+            if self._audio.path is not None:
+                self._audio.path.attach(None)
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -260,48 +250,17 @@ class Runtime:
     def _open_audio(self, speaker: bool) -> None:
         self.metrics.press_at_s = self._clock()
         self.metrics.conversations += 1
-        self._audio_opens += 1
         try:
-            path = self._path = SendPath(self.events.put, self.metrics, self._clock)
-            self._mic.open(path.on_frames, self._on_audio_error("mic"))
-            self._speaker_open = speaker
-            if speaker:
-                self._downlink.open(lambda: self.events.put(m.PlaybackDrained(self._clock())),
-                                    self._on_audio_error("speaker"))
-            for event in path.begin(self._uplink_factory(self._mic.sample_rate_hz)):   # the gate opens now
+            for event in self._audio.open(speaker):
                 self._dispatch(event)
         except Exception as exc:   # a USB device unplugged since start-up, a busy ALSA device, ...
             self._dispatch(m.AudioFailed(str(exc)))
 
-    def _on_audio_error(self, device: str) -> Callable[[str], None]:
-        """The `on_error` of the mic or speaker (audio/ports.py): called once from its audio thread when
-        its stream dies, it only enqueues; the controller then ends the conversation at WARNING."""
-        opened = self._audio_opens
-        return lambda reason: self.events.put(_AudioStopped(opened, m.AudioFailed(f"{device} stopped: {reason}",
-                                                                                  stopped=True, device=device)))
-
-    def _check_audio(self) -> None:
-        # The streams' watchdog rides on the tick, which runs only while a conversation is in progress.
-        _each((self._mic.check_stream, *([self._downlink.check_stream] if self._speaker_open else [])),
-              "checking an audio stream")
-
     def _close_audio(self) -> None:
-        if self._path is None:   # the audio is open exactly while there is a send path
-            return
-        self._path = None
-        _each((self._mic.close, *([self._downlink.close] if self._speaker_open else [])), "closing an audio device")
-        self.metrics.press_at_s = None
+        if self._audio.close():
+            self.metrics.press_at_s = None
 
     def _note(self, note: m.Note) -> None:
         log.log(logging.getLevelName(note.level.upper()), "%s", note.text)
         if self._on_note is not None:
             self._on_note(note)
-
-
-def _each(calls, doing: str) -> None:
-    """Run every call; one that fails is logged and the others still run."""
-    for call in calls:
-        try:
-            call()
-        except Exception:
-            log.exception("error while %s", doing)
