@@ -44,7 +44,7 @@ def controller_settings(cfg: Config, tool_declarations: list | None = None) -> S
         max_duration_s=cfg.conversation.max_duration_s,
         connect_timeout_s=cfg.realtime.connect_timeout_s,
         reply_stall_s=cfg.realtime.reply_stall_s,
-        dictation=cfg.session.payload().get("type") == "transcription",
+        dictation=session["type"] == "transcription",
         mcp=cfg.mcp,
         speaker=cfg.session.output_audio,
     )
