@@ -24,6 +24,21 @@ class Release:
 
 
 @dataclass(frozen=True)
+class EndRequest:
+    """End the conversation whatever it is doing: a long press, the MQTT end button, `ctl end`."""
+
+    source: str = "button"
+
+
+@dataclass(frozen=True)
+class SetMute:
+    """Mute (the device will not listen: presses are refused, a conversation in progress ends) or unmute."""
+
+    muted: bool
+    source: str = "ctl"
+
+
+@dataclass(frozen=True)
 class Tick:
     """Sent by the runtime a few times a second so timers can fire."""
 

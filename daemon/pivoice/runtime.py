@@ -52,7 +52,7 @@ class Runtime:
                  tokens, connector, on_note: Callable[[m.Note], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
                  watchdog_interval_s: float | None = None, assistant: Assistant | None = None,
-                 events: queue.Queue | None = None):
+                 events: queue.Queue | None = None, on_status: Callable[[dict], None] | None = None):
         self.controller = controller
         self._notifier = notifier
         self._watchdog_interval_s = watchdog_interval_s if notifier is not None else None
@@ -73,6 +73,7 @@ class Runtime:
         self.metrics = Metrics()
         self._audio = AudioEdges(mic, downlink, uplink_factory, self.events.put, self.metrics, clock)
         self._status: dict = controller.snapshot()
+        self._on_status = on_status   # the status light, MQTT, the fleet heartbeat (watchers.py)
         self._assistant = assistant or Assistant()   # tools and transcripts (assistant.py)
         self._assistant.bind(self.post)
 
@@ -196,7 +197,9 @@ class Runtime:
             self._execute(action)
 
     def _after_dispatch(self) -> None:
-        self._status = self.controller.snapshot()
+        before, self._status = self._status, self.controller.snapshot()
+        if self._on_status is not None and _changed(before, self._status):
+            self._on_status(self.status())
         self.metrics.reached_device(self._downlink.device_first_sample_at)
 
     def _execute(self, action: object) -> None:
@@ -264,3 +267,8 @@ class Runtime:
         log.log(logging.getLevelName(note.level.upper()), "%s", note.text)
         if self._on_note is not None:
             self._on_note(note)
+
+
+def _changed(before: dict, after: dict) -> bool:
+    """A change watchers hear of: the conversation's clock alone moving is not one."""
+    return {**before, "conversation_s": None} != {**after, "conversation_s": None}
