@@ -7,7 +7,8 @@ from /proc/PID/task/*/status) while idle and in conversation; barge-in press -> 
 from the speaker sink's monitor (PulseAudio devices); the parrot round trip's correlation; peak
 RSS on plain ALSA. From the daemon's own metrics: press -> first append on the wire, first reply
 delta -> speaker, bytes sent vs. raw capture. `--compare` runs pivoice against a reference client
-written from the openai SDK's docs instead (bench_compare.py).
+written from the openai SDK's docs instead (bench_compare.py); `--plot FILE.png` draws one
+conversation's timeline instead (bench_plot.py).
 """
 
 from __future__ import annotations
@@ -196,6 +197,8 @@ def main() -> int:
     parser.add_argument("--idle-s", type=float, default=30.0, help="idle CPU/wakeups window")
     parser.add_argument("--skip-alsa-rss", action="store_true", help="skip the plain-ALSA peak RSS run")
     parser.add_argument("--json", dest="json_path", help="also write every figure to this JSON file")
+    parser.add_argument("--plot", metavar="FILE.png", help="instead: one conversation on the PulseAudio rig, "
+                        "drawn as a timeline (press, gate, appends, server VAD, deltas, speaker level) to FILE.png")
     parser.add_argument("--out", default=str(ROOT / "out" / "bench"))
     parser.add_argument("--frame-ms", type=int, default=None, help="override audio.input.frame_ms")
     parser.add_argument("--block-ms", type=int, default=None, help="override audio.input.block_ms")
@@ -210,6 +213,10 @@ def main() -> int:
                                tail_silence_s=2.0)
     tuning = {("input", "frame_ms"): args.frame_ms, ("input", "block_ms"): args.block_ms,
               ("audio", "chunk_ms"): args.chunk_ms, ("output", "buffer_ms"): args.buffer_ms}
+    if args.plot:
+        from bench_plot import run_plot
+        run_plot(out / "plot", Path(args.plot).resolve(), question, functools.partial(apply_tuning, tuning=tuning))
+        return 0
     figures: dict = {"cpus": os.cpu_count(), "targets": TARGETS, "clock_tick_s": CLOCK_TICK_S}
     if args.compare:
         print(f"pivoice bench --compare: {runs} interleaved rounds, loopback, {os.cpu_count()} CPUs", flush=True)
