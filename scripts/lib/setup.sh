@@ -8,8 +8,9 @@ VENV="$PIVOICE_ROOT/.venv"
 # sox make the spoken fixtures and the dev server's voice).
 DEMO_PACKAGES=(portaudio19-dev gcc espeak-ng sox alsa-utils)
 # What the tests add: real PulseAudio virtual devices, a throwaway PostgreSQL, systemd-analyze, and
-# for the booted-systemd test (tests/system) a Debian rootfs booted under systemd-nspawn.
-TEST_PACKAGES=(pulseaudio pulseaudio-utils libasound2-plugins postgresql systemd systemd-container debootstrap)
+# for the booted-systemd test (tests/system) a Debian rootfs booted under systemd-nspawn; headless
+# chromium renders the token backend's fleet page (tests/tokenserver/test_tokenserver_fleet_page.py).
+TEST_PACKAGES=(pulseaudio pulseaudio-utils libasound2-plugins postgresql systemd systemd-container debootstrap mosquitto chromium)
 
 say() { printf '\033[1m[pivoice]\033[0m %s\n' "$*" >&2; }
 

@@ -62,13 +62,14 @@ class TokenServer:
 
 def write_config(path: Path, *, upstream_url: str, database_url: str, workers: int,
                  upstream: dict | None = None, log_level: str = "info", tls: dict | None = None,
-                 **policy) -> Path:
+                 fleet: dict | None = None, **policy) -> Path:
     data = {"host": "127.0.0.1", "port": 0, "workers": workers, "database_url": database_url,
             "openai_base_url": upstream_url, "api_key_env": "OPENAI_API_KEY", "log_level": log_level,
             "upstream": {"connect_timeout_s": 2.0, "timeout_s": 10.0, "retries": 2, "backoff_s": 0.05,
                          **(upstream or {})},
             "policy": {k: v for k, v in policy.items() if k not in LIMIT_KEYS},
-            "limits": {k: v for k, v in policy.items() if k in LIMIT_KEYS}, "tls": tls or {}}
+            "limits": {k: v for k, v in policy.items() if k in LIMIT_KEYS}, "tls": tls or {},
+            "fleet": fleet or {}}
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
@@ -94,7 +95,7 @@ def stop_process(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -
 def run_token_server(tmp_path: Path, upstream_url: str, api_key: str, devices: list[str] = (),
                      workers: int = 2, *, database_url: str | None = None, upstream: dict | None = None,
                      log_level: str = "info", name: str = "token-server", tls: dict | None = None,
-                     **policy) -> Iterator[TokenServer]:
+                     fleet: dict | None = None, **policy) -> Iterator[TokenServer]:
     """Write a config, register `devices` through the CLI, start the server, wait until ready.
 
     `tls={"cert_file": ..., "key_file": ...}` serves HTTPS (then `url` starts with https://).
@@ -103,7 +104,8 @@ def run_token_server(tmp_path: Path, upstream_url: str, api_key: str, devices: l
     work.mkdir(parents=True, exist_ok=True)
     database_url = database_url or f"sqlite:///{work / 'devices.db'}"
     config = write_config(work / "token-server.yaml", upstream_url=upstream_url, database_url=database_url,
-                          workers=workers, upstream=upstream, log_level=log_level, tls=tls, **policy)
+                          workers=workers, upstream=upstream, log_level=log_level, tls=tls, fleet=fleet,
+                          **policy)
     env = {**os.environ, "OPENAI_API_KEY": api_key, "PYTHONUNBUFFERED": "1"}
     env.pop("PIVOICE_TOKEN_SERVER_CONFIG", None)
     secrets: dict[str, str] = {}

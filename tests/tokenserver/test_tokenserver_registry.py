@@ -26,7 +26,8 @@ def db_url(request, tmp_path):
     # fresh tables per test on the shared cluster
     import psycopg
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS mint_limits; DROP TABLE IF EXISTS devices")
+        conn.execute("DROP TABLE IF EXISTS device_usage; DROP TABLE IF EXISTS device_status; "
+                     "DROP TABLE IF EXISTS mint_limits; DROP TABLE IF EXISTS devices")
     return url
 
 

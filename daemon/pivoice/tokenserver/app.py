@@ -1,4 +1,5 @@
-"""The token backend's ASGI app: `POST /v1/realtime/client_secrets` and `GET /healthz`.
+"""The token backend's ASGI app: `POST /v1/realtime/client_secrets` and `GET /healthz`
+(and the fleet's `POST /v1/devices/status`, `GET /admin/devices`, `GET /admin/fleet`: fleet_http.py).
 
 Order of checks per mint: device auth (401) -> body shape (400) -> policy (403) ->
 limits (429, counted only for requests that would reach upstream) -> upstream (502/503/504).
@@ -30,7 +31,8 @@ from starlette.routing import Route
 from pivoice.settings import ConfigError
 from pivoice.tokenserver import audit
 from pivoice.tokenserver.auth import check_device_name, parse_basic_auth, verify_secret
-from pivoice.tokenserver.config import CONFIG_ENV, TokenServerConfig, load_config, resolve_api_key
+from pivoice.tokenserver.config import CONFIG_ENV, TokenServerConfig, load_config, read_admin_token, resolve_api_key
+from pivoice.tokenserver.fleet_http import FleetService
 from pivoice.tokenserver.policy import (PolicyViolation, RequestError, device_policy, merge_session,
                                         resolve_expires_after)
 from pivoice.tokenserver.registry import Registry, db_errors
@@ -202,15 +204,17 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(config: TokenServerConfig, *, api_key: str | None = None, registry: Registry | None = None,
                transport: httpx.AsyncBaseTransport | None = None,
-               clock: Callable[[], float] = time.time) -> Starlette:
+               clock: Callable[[], float] = time.time, admin_token: bytes | None = None) -> Starlette:
     """The app for one worker; collaborators may be injected (tests), else built from `config`."""
     key = api_key if api_key is not None else resolve_api_key(config)
+    admin_token = admin_token if admin_token is not None else read_admin_token(config)
     registry = registry or Registry(config.database_url, config.db_pool_size)
     up = config.upstream
     upstream = UpstreamClient(up.base_url, key, connect_timeout_s=up.connect_timeout_s, timeout_s=up.timeout_s,
                               retries=up.retries, backoff_s=up.backoff_s,
                               max_retry_after_s=up.max_retry_after_s, transport=transport)
     service = MintService(config, registry, upstream, clock)
+    fleet = FleetService(config, registry, admin_token, clock, error, read_body, BodyTooLarge)   # fleet_http.py
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -220,10 +224,11 @@ def create_app(config: TokenServerConfig, *, api_key: str | None = None, registr
 
     app = Starlette(
         routes=[Route("/v1/realtime/client_secrets", service.mint, methods=["POST"]),
-                Route("/healthz", service.healthz, methods=["GET"])],
+                Route("/healthz", service.healthz, methods=["GET"]), *fleet.routes()],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan)
     app.state.service = service
+    app.state.fleet = fleet
     return app
 
 

@@ -2,7 +2,7 @@
 
     pivoice token-server serve [--config FILE] [--host H] [--port N] [--workers N] [--ready-file PATH]
     pivoice token-server check-config [--config FILE]
-    pivoice token-server devices add|list|revoke|rotate NAME [--config FILE]
+    pivoice token-server devices add|list|revoke|rotate NAME [--config FILE]   (list [--json]: health, usage)
     pivoice token-server devices policy NAME [--show] [--set KEY=VALUE ...] [--unset KEY ...]
 
 New device secrets are printed once on stdout (alone, so `SECRET=$(...)` works) and stored
@@ -22,7 +22,9 @@ import yaml
 
 from pivoice.settings import ConfigError
 from pivoice.tokenserver.auth import check_device_name, hash_secret, new_secret
-from pivoice.tokenserver.config import CONFIG_ENV, default_config_path, load_config, resolve_api_key
+from pivoice.tokenserver.config import (CONFIG_ENV, default_config_path, load_config, read_admin_token,
+                                       resolve_api_key)
+from pivoice.tokenserver.fleet_cli import print_device_list
 from pivoice.tokenserver.policy import POLICY_KEYS, device_policy
 from pivoice.tokenserver.registry import Registry, db_errors
 
@@ -47,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", parents=[common], help="validate the config file and the API key source")
     devices = sub.add_parser("devices", help="manage devices").add_subparsers(dest="action", required=True)
     devices.add_parser("add", parents=[common], help="register a device, print its new secret").add_argument("name")
-    devices.add_parser("list", parents=[common], help="list devices")
+    devices.add_parser("list", parents=[common], help="list devices with health and today's usage").add_argument(
+        "--json", action="store_true", help="print what GET /admin/devices returns")
     devices.add_parser("revoke", parents=[common], help="disable a device at once").add_argument("name")
     devices.add_parser("rotate", parents=[common],
                        help="new secret for a device (old one stops working; re-enables if revoked)"
@@ -59,10 +62,6 @@ def _parser() -> argparse.ArgumentParser:
     pol.add_argument("--unset", action="append", default=[], metavar="KEY", help="drop an override")
     pol.add_argument("--show", action="store_true", help="print the effective policy (default action)")
     return p
-
-
-def _fmt_time(ts: float | None) -> str:
-    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
 
 
 def _open(config_path: str):
@@ -83,14 +82,7 @@ def _devices(args: argparse.Namespace, config_path: str) -> int:
     config, registry = _open(config_path)
     try:
         if args.action == "list":
-            print(f"{'NAME':<24} {'STATUS':<8} {'CREATED':<21} {'ROTATED':<21} {'MINTS TODAY':>11}  OVERRIDES")
-            for d in registry.list_devices():
-                counts = registry.mint_counts(d.name)
-                today = time.strftime("%Y-%m-%d", time.gmtime())
-                mints = counts[1] if counts and counts[0] == today else 0
-                print(f"{d.name:<24} {'revoked' if d.revoked else 'active':<8} {_fmt_time(d.created_at):<21} "
-                      f"{_fmt_time(d.rotated_at):<21} {mints:>11}  {','.join(sorted(d.policy)) or '-'}")
-            return 0
+            return print_device_list(registry, config, time.time(), as_json=args.json)
         name = _device_name(args.name)
         if args.action == "add":
             secret = new_secret()
@@ -158,6 +150,7 @@ def _serve(args: argparse.Namespace, config_path: str) -> int:
 
     config = load_config(config_path)
     resolve_api_key(config)  # fail here, once, rather than in every worker
+    read_admin_token(config)
     setup_logging(config.log_level)
     registry = Registry(config.database_url, 1)
     registry.init_schema()  # once in the parent: concurrent CREATE TABLE in workers can race on PostgreSQL
@@ -182,6 +175,7 @@ def main(argv: list[str]) -> int:
         if args.command == "check-config":
             config = load_config(config_path)
             resolve_api_key(config)
+            read_admin_token(config)
             print(f"{config_path}: OK ({config.workers} workers, database {config.database_url.split(':')[0]}, "
                   f"upstream {config.upstream.base_url})")
             return 0

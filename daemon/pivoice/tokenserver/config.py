@@ -34,6 +34,16 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    """Device status heartbeats and the admin API (fleet*.py)."""
+
+    admin_token_file: str | None = None   # None: /admin/* answers 404
+    status_min_interval_s: float = 10.0   # per device: one report per this many seconds ...
+    status_burst: int = 3                 # ... after a burst of this many
+    default_status_interval_s: float = 300.0   # a device's interval when its report does not say
+
+
+@dataclass(frozen=True)
 class TokenServerConfig:
     file: str
     host: str
@@ -46,6 +56,7 @@ class TokenServerConfig:
     upstream: UpstreamConfig
     policy: Policy
     log_level: str
+    fleet: FleetConfig = FleetConfig()
 
 
 def default_config_path(environ: Mapping[str, str] = os.environ) -> str:
@@ -68,6 +79,7 @@ def parse_config(data: dict, file: str) -> TokenServerConfig:
         raise root.error("database_url", "must start with sqlite:/// or postgresql://")
     db_pool_size = root.int("db_pool_size", 4, min=1, max=64)
     log_level = root.str("log_level", "info", choices=("debug", "info", "warning", "error"))
+    fleet = _parse_fleet(root)
 
     tls = root.section("tls")
     cert = tls.str("cert_file", None, nullable=True)
@@ -100,7 +112,43 @@ def parse_config(data: dict, file: str) -> TokenServerConfig:
     return TokenServerConfig(
         file=file, host=host, port=port, workers=workers, database_url=database_url,
         db_pool_size=db_pool_size, tls_cert_file=cert, tls_key_file=key, upstream=upstream,
-        policy=policy, log_level=log_level)
+        policy=policy, log_level=log_level, fleet=fleet)
+
+
+def _parse_fleet(root: Section) -> FleetConfig:
+    admin_token_file = root.str("admin_token_file", None, nullable=True)
+    sec = root.section("fleet")
+    fleet = FleetConfig(admin_token_file=admin_token_file,
+                        status_min_interval_s=sec.float("status_min_interval_s", 10.0, min=0.1, max=3600),
+                        status_burst=sec.int("status_burst", 3, min=1, max=100),
+                        default_status_interval_s=sec.float("default_status_interval_s", 300.0, min=1, max=86400))
+    sec.done()
+    return fleet
+
+
+MIN_ADMIN_TOKEN_CHARS = 16
+
+
+def read_admin_token(config: TokenServerConfig) -> bytes | None:
+    """The admin bearer token from `admin_token_file`, or None when the admin API is off.
+
+    Errors say which file and why, never what it holds.
+    """
+    path = config.fleet.admin_token_file
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(config.file, "admin_token_file",
+                          f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(config.file, "admin_token_file", f"{path} is not UTF-8 text") from None
+    if len(token) < MIN_ADMIN_TOKEN_CHARS or any(c.isspace() for c in token):
+        raise ConfigError(config.file, "admin_token_file",
+                          f"{path} must hold one token of at least {MIN_ADMIN_TOKEN_CHARS} characters "
+                          "without spaces (e.g. `openssl rand -hex 32`)")
+    return token.encode("utf-8")
 
 
 def resolve_api_key(config: TokenServerConfig, environ: Mapping[str, str] = os.environ) -> str:

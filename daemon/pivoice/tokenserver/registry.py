@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from pivoice.tokenserver.fleet_store import FLEET_SCHEMA
 from pivoice.tokenserver.limits import LimitDecision, LimitState, decide
 
 SQLITE_BUSY_TIMEOUT_S = 10.0
@@ -39,7 +40,7 @@ _SCHEMA = (
         bucket_at DOUBLE PRECISION NOT NULL,
         day TEXT NOT NULL,
         day_count BIGINT NOT NULL)""",
-)
+) + FLEET_SCHEMA   # the fleet's tables (fleet_store.py)
 
 
 class RegistryError(RuntimeError):
@@ -176,6 +177,17 @@ class Registry:
     def _read(self, sql: str, *params: Any) -> list[tuple]:
         with self._conn() as conn:
             return list(conn.execute(self._d.sql(sql), params).fetchall())
+
+    # The fleet store (fleet_store.py) runs its SQL through these, on the same pool and dialect.
+    def transaction(self):
+        return self._write()
+
+    def query(self, sql: str, *params: Any) -> list[tuple]:
+        return self._read(sql, *params)
+
+    @property
+    def lock_row_sql(self) -> str:
+        return self._d.lock_row
 
     def init_schema(self) -> None:
         with self._write() as run:
