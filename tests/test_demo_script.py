@@ -47,3 +47,29 @@ def test_demo_tools_prints_the_call_its_result_and_the_spoken_time(tmp_path):
 def test_demo_tools_refuses_parrot(tmp_path):
     result = run_demo(tmp_path, "--tools", "--parrot")
     assert result.returncode == 2 and "--tools and --parrot do not go together" in result.stderr
+
+
+def test_demo_prints_the_earcons_and_the_status_light_in_the_timeline(tmp_path):
+    result = run_demo(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+
+    def first(pattern: str, after: int = 0) -> int:
+        return next(i for i, line in enumerate(lines) if i >= after and re.search(r"ms +" + pattern, line))
+    pressed = first(r"pressed \(ctl\)")
+    listening = first(r"earcon: listening")
+    light_listening = first(r"light: listening")
+    stop = first(r"server heard speech stop")
+    thinking = first(r"earcon: thinking")
+    light_thinking = first(r"light: thinking")
+    speaking = first(r"light: speaking")
+    played = first(r"reply played")
+    ended = first(r"conversation ended")
+    earcon_ended = first(r"earcon: ended", ended)
+    light_idle = first(r"light: idle", ended)
+    assert pressed < listening < stop <= thinking < speaking < played < ended < earcon_ended, result.stdout
+    assert pressed < light_listening < light_thinking < speaking < played < light_idle, result.stdout
+    assert "earcons played: listening, thinking, ended" in result.stdout
+    assert re.search(r"status light: +listening -> thinking -> speaking -> listening -> idle", result.stdout)
+    config = yaml.safe_load((tmp_path / "pivoice.yaml").read_text())
+    assert config["feedback"]["light"] == {"kind": "led", "pin": "GPIO12"}

@@ -9,21 +9,22 @@ hands them to the runtime through constructors, and runs until SIGTERM/SIGINT
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import queue
 import sys
-import threading
-import time
 
 from pivoice import messages as m
 from pivoice.config import WAV_PREFIX, Config, load_or_report
 from pivoice.config import load as load_config
 from pivoice.controller import Controller, Settings
+from pivoice.earcons import controller_cues, wire_clips
+from pivoice.controller_rollover import warn_without_transcription
 from pivoice.lifecycle import Daemon
+from pivoice.narration import timeline_writer
 from pivoice.reload import Service, block_signals
 from pivoice.sdnotify import Notifier, SystemdNotifier, watchdog_interval_s
+from pivoice.watchers import StatusFanout
 
 log = logging.getLogger(__name__)
 TEST_HOOKS_ENV = "PIVOICE_TEST_HOOKS"
@@ -47,6 +48,11 @@ def controller_settings(cfg: Config, tool_declarations: list | None = None) -> S
         dictation=session["type"] == "transcription",
         mcp=cfg.mcp,
         speaker=cfg.session.output_audio,
+        button_mode=cfg.button.mode,
+        cues=controller_cues(cfg.feedback, wire_clips(cfg.feedback, cfg.session.output_format)),
+        rollover=cfg.conversation.rollover,
+        carry_turns=cfg.conversation.carry_turns,
+        max_conversation_s=cfg.conversation.max_conversation_s,
     )
 
 
@@ -97,6 +103,22 @@ def build_tokens(cfg: Config):
         raise ValueError(f"{cfg.file}: tokens: {exc}") from None
 
 
+def build_heartbeat(cfg: Config, get_status):
+    """The fleet heartbeat (heartbeat.py), or None when `tokens.status_interval_s` is null."""
+    t = cfg.tokens
+    if t.status_interval_s is None:
+        return None
+    from pivoice.heartbeat import Heartbeat
+    from pivoice.tokens import SecretFile
+    from pivoice.tokens.transport import UrllibTransport
+    try:   # its own reader of the secret file and its own transport: used on the heartbeat thread only
+        return Heartbeat(t.backend_url, t.device_id, SecretFile(t.secret_file), get_status,
+                         interval_s=t.status_interval_s, transport=UrllibTransport(t.ca_bundle),
+                         timeout_s=t.timeout_s, allow_insecure_http=t.allow_insecure_http)
+    except ValueError as exc:
+        raise ValueError(f"{cfg.file}: tokens: {exc}") from None
+
+
 def build_assistant(cfg: Config, events, volume):
     """The local tools (runner, timers) and the transcript sink; tool results and timers that run
     out are posted on `events`, the controller's queue. Returns (assistant, function declarations)."""
@@ -105,6 +127,8 @@ def build_assistant(cfg: Config, events, volume):
     t = cfg.transcripts
     sink = TranscriptSink(t.jsonl_path, t.webhook_url, webhook_timeout_s=t.webhook_timeout_s,
                           webhook_bearer_token_file=t.webhook_bearer_token_file) if t is not None else None
+    if sink is None and cfg.mqtt is not None:   # MQTT's last-transcript sensors read the recent texts
+        sink = TranscriptSink(None, None)
     if not cfg.tools.enabled:
         return Assistant(sink=sink), []
     from pivoice.tools.registry import build_registry
@@ -131,27 +155,49 @@ def session_to_send(cfg: Config) -> dict:
     return controller_settings(cfg, registry.declarations()).session
 
 
-def check_audio_devices(cfg: Config, portaudio) -> None:
-    """Initialise PortAudio now (80 ms the first press would otherwise pay) and report a missing
-    device at start-up. Not fatal: a USB device may be plugged in later, and each press says it again."""
-    from pivoice.audio.devices import INPUT, OUTPUT
-    from pivoice.audio.ports import AudioDeviceError
-    for key, direction, device in (("input", INPUT, cfg.audio.input.device),
-                                   ("output", OUTPUT, cfg.audio.output.device)):
-        if device.startswith(WAV_PREFIX):
-            continue
+def build_mqtt_factory(cfg: Config):
+    """The MQTT edge's factory, or None when `mqtt:` is off (paho is imported only here)."""
+    if cfg.mqtt is None:
+        return None
+    from pivoice import __version__
+    from pivoice.mqtt.client import MqttEdge
+    from pivoice.mqtt.transport import make_paho_client
+    try:
+        make_paho_client(cfg.mqtt)   # the TLS files now, so a bad one stops start-up (and a reload) naming its key
+        cfg.mqtt.password()
+    except ValueError as exc:
+        raise ValueError(f"{cfg.file}: {exc}") from None
+
+    def make(commands, get_status):
+        return MqttEdge(cfg.mqtt, commands=commands, get_status=get_status, version=__version__)
+    return make
+
+
+def build_light_factory(cfg: Config, pin_factory, on_note=None):
+    """The status light, built when the edges start (the pins are free by then after a reload);
+    None without one (`feedback.light.kind: none`). With `--timeline` each change is a `light` line."""
+    from pivoice.status_light import StatusLight, build_driver
+    if cfg.feedback.light.kind == "none":
+        return None
+
+    def report(state: str) -> None:
+        on_note(m.Note("light", f"light: {state}", "debug"))
+
+    def make():
         try:
-            portaudio.find(device, direction)
-        except AudioDeviceError as exc:
-            log.error("audio.%s.device: %s", key, exc)
+            driver = build_driver(cfg.feedback.light, pin_factory)
+        except ValueError as exc:
+            raise ValueError(f"{cfg.file}: {exc}") from None
+        return StatusLight(driver, on_change=report if on_note is not None else None)
+    return make
 
 
 def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchdog_interval_s: float | None = None,
           test_hooks: bool = False) -> Daemon:
-    from pivoice.audio.devices import PortAudioHost
+    from pivoice.audio.devices import PortAudioHost, warm_up
     from pivoice.audio.downlink import Downlink
     from pivoice.audio.volume import Volume
-    from pivoice.button import ButtonError, GpioButton, make_pin_factory
+    from pivoice.button import ButtonError, Buttons, make_pin_factory
     from pivoice.control import ControlServer
     from pivoice.realtime.session import RealtimeConnector
     from pivoice.runtime import Runtime
@@ -166,6 +212,9 @@ def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchd
     events: queue.Queue = queue.Queue()
     volume = Volume(cfg.audio.output.volume)
     assistant, declarations = build_assistant(cfg, events, volume)
+    warn_without_transcription(cfg.session.payload(), cfg.conversation.rollover, cfg.conversation.carry_turns)
+    mqtt_factory = build_mqtt_factory(cfg)
+    status_fanout = StatusFanout()   # the one fan-out every status watcher joins (watchers.py)
     runtime = Runtime(
         Controller(controller_settings(cfg, declarations)),
         mic=build_mic(cfg, portaudio),
@@ -175,30 +224,22 @@ def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchd
         connector=RealtimeConnector(cfg.realtime.url, cfg.session.payload().get("model"),
                                     connect_timeout_s=cfg.realtime.connect_timeout_s),
         on_note=on_note, notifier=notifier, watchdog_interval_s=watchdog_interval_s,
-        assistant=assistant, events=events,
+        assistant=assistant, events=events, on_status=status_fanout,
+        earcon_clips=wire_clips(cfg.feedback, cfg.session.output_format),
     )
 
-    def button_factory(on_press, on_release):
-        return GpioButton(b.pin, pull_up=b.pull_up, bounce_time_s=b.bounce_time_s, pin_factory=factory,
-                          on_press=on_press, on_release=on_release)
+    def button_factory(post):
+        return Buttons(b, post=post, pin_factory=factory, volume=volume)
 
     def control_factory(**handlers):
         return ControlServer(cfg.control.socket_path, **handlers)
 
     return Daemon(cfg, runtime=runtime, tokens=tokens, button_factory=button_factory,
-                  control_factory=control_factory, prepare=lambda: check_audio_devices(cfg, portaudio),
-                  pin_factory=factory, test_hooks=test_hooks, assistant=assistant)
-
-
-def _timeline_printer(stream):
-    """`--timeline`: one JSON line per controller note, for the demo and the tests."""
-    lock = threading.Lock()
-
-    def on_note(note: m.Note) -> None:
-        with lock:
-            stream.write(json.dumps({"t": round(time.monotonic(), 4), "kind": note.kind, "text": note.text}) + "\n")
-            stream.flush()
-    return on_note
+                  control_factory=control_factory, prepare=lambda: warm_up(portaudio, cfg.audio.input.device, cfg.audio.output.device, WAV_PREFIX),
+                  pin_factory=factory, test_hooks=test_hooks, assistant=assistant, volume=volume,
+                  status_fanout=status_fanout, mqtt_factory=mqtt_factory,
+                  light_factory=build_light_factory(cfg, factory, on_note),
+                  heartbeat=build_heartbeat(cfg, runtime.status))
 
 
 def main(argv: list[str]) -> int:
@@ -222,7 +263,7 @@ def main(argv: list[str]) -> int:
     if watchdog_s is not None:
         log.info("systemd watchdog: the controller thread pings every %.1f s", watchdog_s)
     timeline = open(args.timeline, "a", buffering=1) if args.timeline else None
-    on_note = _timeline_printer(timeline) if timeline else None
+    on_note = timeline_writer(timeline) if timeline else None
 
     def rebuild(new_cfg: Config) -> Daemon:
         return build(new_cfg, on_note=on_note, notifier=notifier, watchdog_interval_s=watchdog_s,

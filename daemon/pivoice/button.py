@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 from gpiozero import DigitalInputDevice
@@ -47,7 +48,14 @@ def make_pin_factory(name: str | None):
 
 class GpioButton:
     """A debounced button. Built and closed on the main thread; callbacks arrive on gpiozero's
-    pin thread (press, release) or the hold timer's thread (hold) and must only enqueue."""
+    pin thread (press, release), the settle timer's (a release or press hidden by a bounce) or the
+    hold timer's (hold), one at a time, and must only enqueue.
+
+    Debounce: the pin driver gets `bounce_time_s` (lgpio filters in the kernel), and on top of it
+    the first edge is taken at once and further edges for `bounce_time_s` are ignored; then the level
+    is read again, so a tap shorter than the bounce time still ends in a release. That works with
+    any pin factory (MockFactory and some drivers do not debounce at all) and adds no delay to a press.
+    The settle timer runs only after an ignored edge: nothing wakes while the button is left alone."""
 
     def __init__(self, pin: str, *, pull_up: bool, bounce_time_s: float | None, pin_factory=None,
                  on_press: Callable[[], None], on_release: Callable[[], None] | None = None,
@@ -60,16 +68,20 @@ class GpioButton:
         self._on_release = on_release
         self._hold_time_s = hold_time_s
         self._on_hold = on_hold
-        self._lock = threading.Lock()
+        self._bounce_time_s = bounce_time_s or None
+        self._lock = threading.RLock()   # the settle timer reports under it, and may start the next lockout
         self._hold_timer: threading.Timer | None = None
+        self._settle_timer: threading.Timer | None = None
+        self._down = False                # the level last reported
+        self._quiet_at_s = 0.0            # edges before this (monotonic) are bounces
         self._closed = False   # a press in flight on the pin thread during close() starts no timer
         try:
             self._device = DigitalInputDevice(int(pin) if pin.isdigit() else pin, pull_up=pull_up,
-                                              bounce_time=bounce_time_s or None, pin_factory=pin_factory)
+                                              bounce_time=self._bounce_time_s, pin_factory=pin_factory)
         except (GPIOZeroError, BadPinFactory, ValueError) as exc:
             raise ButtonError(f"button.pin {pin!r}: {exc}") from None
-        self._device.when_activated = self._pressed
-        self._device.when_deactivated = self._released
+        self._device.when_activated = lambda: self._edge(True)
+        self._device.when_deactivated = lambda: self._edge(False)
         log.info("button on pin %s (pull-%s, pin factory %s)", pin, "up" if pull_up else "down",
                  type(self._device.pin_factory).__name__)
 
@@ -86,26 +98,49 @@ class GpioButton:
         with self._lock:
             self._closed = True
             self._cancel_hold()
+            settle, self._settle_timer = self._settle_timer, None
+            if settle is not None:
+                settle.cancel()
         self._device.close()
 
-    def _pressed(self) -> None:
-        if self._hold_time_s is not None:
-            with self._lock:
-                self._cancel_hold()
-                if self._closed:
-                    return
-                # the timer hands itself to _held, so a firing that raced a release can tell it was replaced
-                timer = threading.Timer(self._hold_time_s, lambda: self._held(timer))
-                timer.name, timer.daemon = "button-hold", True
-                self._hold_timer = timer
-                timer.start()
-        self._on_press()
-
-    def _released(self) -> None:
+    def _edge(self, down: bool) -> None:
         with self._lock:
-            self._cancel_hold()
-        if self._on_release is not None:
+            if self._closed:
+                return
+            if self._bounce_time_s is not None and time.monotonic() < self._quiet_at_s:
+                if self._settle_timer is None:   # look again once the contacts have settled
+                    self._settle_timer = self._timer(self._quiet_at_s - time.monotonic(), self._settle, "button-settle")
+                return
+            self._report(down)
+
+    def _settle(self, timer: threading.Timer) -> None:
+        with self._lock:
+            if self._settle_timer is not timer or self._closed:
+                return
+            self._settle_timer = None
+            self._report(self._device.is_active)
+
+    def _report(self, down: bool) -> None:
+        """Called with the lock held."""
+        if down == self._down:
+            return
+        self._down = down
+        if self._bounce_time_s is not None:
+            self._quiet_at_s = time.monotonic() + self._bounce_time_s
+        self._cancel_hold()
+        if down:
+            if self._hold_time_s is not None:
+                self._hold_timer = self._timer(self._hold_time_s, self._held, "button-hold")
+            self._on_press()
+        elif self._on_release is not None:
             self._on_release()
+
+    def _timer(self, delay_s: float, then: Callable[[threading.Timer], None], name: str) -> threading.Timer:
+        # the timer hands itself over, so a firing that raced a cancel can tell it was replaced
+        timer = threading.Timer(max(0.0, delay_s), lambda: then(timer))
+        timer.name, timer.daemon = name, True
+        timer.start()
+        return timer
 
     def _held(self, timer: threading.Timer) -> None:
         with self._lock:
@@ -113,10 +148,59 @@ class GpioButton:
             if self._hold_timer is not timer:
                 return
             self._hold_timer = None
-        self._on_hold()
+            self._on_hold()
 
     def _cancel_hold(self) -> None:
         """Called with the lock held."""
         timer, self._hold_timer = self._hold_timer, None
         if timer is not None:
             timer.cancel()
+
+
+class Buttons:
+    """The device's buttons as the daemon wires them: the primary (press, release, long press ->
+    `EndRequest("button")`) and the optional second one (cancel, or volume steps). Built and
+    closed on the main thread; `post` puts an event on the controller's queue."""
+
+    def __init__(self, cfg, *, post: Callable[[object], None], pin_factory=None, volume=None):
+        from pivoice import messages as m
+        from pivoice.button_config import CANCEL, VOLUME_UP
+        hold_s = cfg.hold_time_s
+        self.primary = GpioButton(cfg.pin, pull_up=cfg.pull_up, bounce_time_s=cfg.bounce_time_s,
+                                  pin_factory=pin_factory, on_press=lambda: post(m.Press("button")),
+                                  on_release=lambda: post(m.Release("button")), hold_time_s=hold_s,
+                                  on_hold=None if hold_s is None else lambda: post(m.EndRequest("button")))
+        self.second: GpioButton | None = None
+        second = cfg.second
+        if second is None:
+            return
+        if second.action == CANCEL:
+            action = lambda: post(m.EndRequest("cancel_button"))   # noqa: E731
+        else:
+            action = _volume_step(volume, second.step if second.action == VOLUME_UP else -second.step)
+        try:
+            self.second = GpioButton(second.pin, pull_up=second.pull_up, bounce_time_s=second.bounce_time_s,
+                                     pin_factory=pin_factory, on_press=action)
+        except ButtonError as exc:
+            self.primary.close()
+            raise ButtonError(f"button.second: {exc}") from None
+
+    @property
+    def pin(self):
+        return self.primary.pin
+
+    def close(self) -> None:
+        self.primary.close()
+        if self.second is not None:
+            self.second.close()
+
+
+def _volume_step(volume, step: int) -> Callable[[], None]:
+    """A press of the volume button: one step, clamped to 0..100, on the output gain (audio/volume.py)."""
+    if volume is None:
+        raise ValueError("a volume button needs the output volume")
+
+    def press() -> None:
+        percent = volume.set_volume_percent(max(0, min(100, volume.volume_percent() + step)))
+        log.info("volume %d %% (second button)", percent)
+    return press

@@ -18,7 +18,10 @@ from pathlib import Path
 
 from pivoice.audio import codec
 from pivoice.audio.settings import WAV_PREFIX, AudioConfig, read_audio
+from pivoice.button_config import ButtonConfig, fit_session, read_button
+from pivoice.feedback_config import FeedbackConfig, read_feedback
 from pivoice.mcp_policy import McpPolicy, read_mcp
+from pivoice.mqtt.config import MqttConfig, read_mqtt
 from pivoice.tools.config import ToolsConfig, read_tools
 from pivoice.transcripts import TranscriptsConfig, read_transcripts
 from pivoice.session_beta import read_any_session
@@ -27,14 +30,6 @@ from pivoice.settings import ConfigError, Section, load_yaml_mapping
 
 # The API closes every session at 60 minutes; ending ours earlier avoids a mid-sentence cut.
 API_MAX_SESSION_S = 3600
-
-
-@dataclass(frozen=True)
-class ButtonConfig:
-    pin: str
-    pull_up: bool
-    bounce_time_s: float | None
-    pin_factory: str | None
 
 
 @dataclass(frozen=True)
@@ -58,6 +53,7 @@ class TokensConfig:
     refresh_margin_s: float
     ca_bundle: str | None
     allow_insecure_http: bool
+    status_interval_s: float | None = 300.0   # fleet heartbeat to the backend (heartbeat.py); None: off
 
 
 @dataclass(frozen=True)
@@ -65,6 +61,9 @@ class ConversationConfig:
     idle_timeout_s: float
     max_duration_s: float
     half_duplex: bool
+    rollover: bool = True          # past max_duration_s a new session carries on (controller_rollover.py)
+    carry_turns: int = 6
+    max_conversation_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,8 @@ class Config:
     tools: ToolsConfig = ToolsConfig()
     mcp: McpPolicy = McpPolicy()
     transcripts: TranscriptsConfig | None = None
+    mqtt: MqttConfig | None = None   # None: no MQTT (mqtt/)
+    feedback: FeedbackConfig = FeedbackConfig()   # earcons and the status light (feedback_config.py)
 
     @property
     def trailing_ms(self) -> int:
@@ -118,6 +119,7 @@ def _read_tokens(sec: Section) -> TokensConfig:
         refresh_margin_s=sec.float("refresh_margin_s", 20.0, min=1, max=3600),
         ca_bundle=sec.str("ca_bundle", None, nullable=True),
         allow_insecure_http=sec.bool("allow_insecure_http", False),
+        status_interval_s=sec.float("status_interval_s", 300.0, min=10, max=86400, nullable=True),
     )
     sec.done()
     return tokens
@@ -125,17 +127,7 @@ def _read_tokens(sec: Section) -> TokensConfig:
 
 def parse(data: dict, file: str) -> Config:
     root = Section(data, file)
-    btn = root.section("button")
-    pin = btn.raw("pin", "GPIO17")
-    if isinstance(pin, bool) or not isinstance(pin, (int, str)):
-        raise btn.error("pin", "must be a BCM number (17) or a gpiozero pin name (\"GPIO17\", \"BOARD11\")")
-    button = ButtonConfig(
-        pin=str(pin),
-        pull_up=btn.bool("pull_up", True),
-        bounce_time_s=btn.float("bounce_time_s", 0.05, nullable=True, min=0, max=1),
-        pin_factory=btn.str("pin_factory", None, nullable=True),
-    )
-    btn.done()
+    button = read_button(root.section("button"))   # button_config.py: mode, long press, second button
 
     ctl = root.section("control")
     control = ControlConfig(socket_path=ctl.str("socket_path", "/run/pivoice/control.sock"))
@@ -158,10 +150,14 @@ def parse(data: dict, file: str) -> Config:
         idle_timeout_s=conv.float("idle_timeout_s", 10.0, min=1, max=600),
         max_duration_s=conv.float("max_duration_s", 3300.0, min=10, max=API_MAX_SESSION_S),
         half_duplex=conv.bool("half_duplex", True),
+        rollover=conv.bool("rollover", True),
+        carry_turns=conv.int("carry_turns", 6, min=0, max=50),
+        max_conversation_s=conv.float("max_conversation_s", None, nullable=True, min=10, max=7 * 24 * 3600),
     )
     conv.done()
 
     payload, td, beta_mapped = read_any_session(root.raw("session", None), file)
+    payload, td = fit_session(button, data.get("session"), payload, td, beta_mapped, file)   # push_to_talk
     audio_in = payload["audio"]["input"]["format"]["type"]
     # a transcription session has no output: the input format stands in (nothing is ever played)
     audio_out = payload["audio"].get("output", {"format": {"type": audio_in}})["format"]["type"]
@@ -184,9 +180,11 @@ def parse(data: dict, file: str) -> Config:
     _check_tool_names(root, payload, tools)
     mcp = read_mcp(root.section("mcp"))
     transcripts = read_transcripts(root.section("transcripts"))
+    mqtt = read_mqtt(root, tokens.device_id)
+    feedback = read_feedback(root.section("feedback"))
     root.done()
     return Config(file, button, control, audio, realtime, tokens, conversation, session, log_level,
-                  tools, mcp, transcripts)
+                  tools, mcp, transcripts, feedback=feedback, mqtt=mqtt)
 
 
 def _check_tool_names(root: Section, payload: dict, tools: ToolsConfig) -> None:

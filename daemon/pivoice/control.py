@@ -1,7 +1,8 @@
-"""The local control socket: `pivoice ctl press | release | status`.
+"""The local control socket: `pivoice ctl press | release | status | end | volume [N] | mute on|off`.
 
 A Unix stream socket speaking JSON lines: one request object per line
-(`{"cmd": "press"}`), one reply object per line (`{"ok": true, ...}`). It is
+(`{"cmd": "press"}`; a command that takes an argument carries it as "value":
+`{"cmd": "volume", "value": 40}`), one reply object per line (`{"ok": true, ...}`). It is
 how a kiosk app, a test or the demo presses the button without GPIO, and how an
 operator reads the daemon's state. The socket is created 0660, owned by the
 daemon's user and primary group (`pivoice` under the unit): the daemon's user,
@@ -32,7 +33,7 @@ from pivoice.osthread import name_this_thread
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 4096
-COMMANDS = ("press", "release", "status")
+COMMANDS = ("press", "release", "status", "end", "volume", "mute")
 TEST_COMMANDS = ("debug-freeze",)
 SOCKET_MODE = 0o660
 
@@ -41,9 +42,12 @@ class ControlServer:
     """Started and closed on the main thread; requests are served on its own threads."""
 
     def __init__(self, path: str, *, on_press: Callable[[], None], on_release: Callable[[], None],
-                 get_status: Callable[[], dict], extra_commands: Mapping[str, Callable[[], None]] | None = None):
+                 get_status: Callable[[], dict], extra_commands: Mapping[str, Callable[[], None]] | None = None,
+                 value_commands: Mapping[str, Callable[[object], dict]] | None = None):
         self.path = path
         self._handlers = {"press": on_press, "release": on_release, **(extra_commands or {})}
+        # called with the request's "value" (None if absent); a ValueError is the client's mistake
+        self._value_handlers = dict(value_commands or {})
         self._get_status = get_status
         self._sock: socket.socket | None = None
         self._thread = threading.Thread(target=self._accept_loop, name="control", daemon=True)
@@ -117,16 +121,22 @@ class ControlServer:
         if cmd in self._handlers:
             self._handlers[cmd]()
             return {"ok": True}
-        known = ("status", *self._handlers)
+        if cmd in self._value_handlers:
+            try:
+                return {"ok": True, **self._value_handlers[cmd](request.get("value"))}
+            except ValueError as exc:
+                return {"ok": False, "error": f"{cmd}: {exc}"}
+        known = ("status", *self._handlers, *self._value_handlers)
         return {"ok": False, "error": f"unknown cmd {cmd!r}; known: {', '.join(known)}"}
 
 
-def request(path: str, cmd: str, timeout_s: float = 5.0) -> dict:
-    """Send one command to a running daemon and return its reply."""
+def request(path: str, cmd: str, timeout_s: float = 5.0, value: object = None) -> dict:
+    """Send one command (with its value, if any) to a running daemon and return its reply."""
+    message = {"cmd": cmd} if value is None else {"cmd": cmd, "value": value}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         sock.connect(path)
-        sock.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
+        sock.sendall(json.dumps(message).encode() + b"\n")
         with sock.makefile("rb") as stream:
             line = stream.readline()
     if not line:
@@ -135,15 +145,20 @@ def request(path: str, cmd: str, timeout_s: float = 5.0) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    """`pivoice ctl [--socket PATH | --config FILE] press|release|status`."""
+    """`pivoice ctl [--socket PATH | --config FILE] press|release|status|end|volume [N]|mute on|off`."""
     parser = argparse.ArgumentParser(
         prog="pivoice ctl", description="Drive a running pivoice daemon.",
         epilog="debug-freeze hangs the controller thread (watchdog tests); the daemon accepts it only when "
                "started with PIVOICE_TEST_HOOKS=1.")
     parser.add_argument("cmd", choices=COMMANDS + TEST_COMMANDS)
+    parser.add_argument("value", nargs="?", help="volume: 0..100 (none: print the volume); mute: on or off")
     parser.add_argument("--socket", help="control socket path (default: from --config, else /run/pivoice/control.sock)")
     parser.add_argument("--config", help="daemon config file to read control.socket_path from")
     args = parser.parse_args(argv)
+    try:
+        value = command_value(args.cmd, args.value)
+    except ValueError as exc:
+        parser.error(str(exc))
     path = args.socket
     if path is None and args.config:
         from pivoice.config import load_or_report   # only here: ctl needs no YAML otherwise
@@ -153,7 +168,7 @@ def main(argv: list[str]) -> int:
         path = cfg.control.socket_path
     path = path or "/run/pivoice/control.sock"
     try:
-        reply = request(path, args.cmd)
+        reply = request(path, args.cmd, value=value)
     except (OSError, ConnectionError) as exc:
         print(f"pivoice ctl: cannot reach the daemon at {path}: {exc}", file=sys.stderr)
         return 1
@@ -162,4 +177,23 @@ def main(argv: list[str]) -> int:
         return 1
     if args.cmd == "status":
         print(json.dumps(reply["status"], indent=2, sort_keys=True))
+    elif args.cmd == "volume":
+        print(reply.get("volume"))
     return 0
+
+
+def command_value(cmd: str, text: str | None) -> object:
+    """The JSON value a command's argument becomes; ValueError says what the command takes."""
+    if cmd == "volume":
+        if text is None:
+            return None
+        if not text.isdigit() or not 0 <= int(text) <= 100:
+            raise ValueError(f"volume takes a whole number 0..100, got {text!r}")
+        return int(text)
+    if cmd == "mute":
+        if text not in ("on", "off"):
+            raise ValueError(f"mute takes on or off, got {text!r}")
+        return text
+    if text is not None:
+        raise ValueError(f"{cmd} takes no argument, got {text!r}")
+    return None

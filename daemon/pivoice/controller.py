@@ -5,7 +5,7 @@ token refresh) reaches it as a queued event; everything it wants done comes
 back as actions for the runtime to execute. That keeps the rules of a
 conversation in one place and testable as tables of events in, actions out.
 
-This module holds the phases, the button, the connection, the local audio and
+This module holds the phases, the connection, the local audio and
 the timers; `controller_reply.py` holds the reply (server events, reply audio,
 playback, and ending after a server close or stall). Every end goes through
 `_end` with an `ends.End`: a code, a reason and a level.
@@ -23,10 +23,13 @@ from dataclasses import dataclass
 from pivoice import ends, errors
 from pivoice import messages as m
 from pivoice.controller_reply import ACTIVE, CONNECTING, DRAINING, IDLE, ReplyRules
+from pivoice.controller_buttons import ButtonRules
 from pivoice.controller_dictation import DictationRules
 from pivoice.controller_mcp import McpRules
-from pivoice.controller_timers import TIMER, TimerRules
+from pivoice.controller_rollover import RolloverRules
+from pivoice.controller_timers import TimerRules
 from pivoice.controller_tools import ToolRules
+from pivoice.earcons import Cues
 from pivoice.ends import End
 from pivoice.mcp_policy import McpPolicy
 
@@ -51,9 +54,14 @@ class Settings:
     dictation: bool = False        # a transcription session: turns are transcribed, never answered
     mcp: McpPolicy | None = None   # which MCP calls to approve, ask about or deny (None: deny all)
     speaker: bool = True           # replies are audio: a conversation opens the speaker (not for text/dictation)
+    cues: Cues = Cues()            # which earcons play (earcons.py); the default: the timer chime only
+    rollover: bool = False         # past max_duration_s a new session carries on (controller_rollover.py)
+    carry_turns: int = 6           # ... with this many of the last turns
+    max_conversation_s: float | None = None   # the conversation's own cap across sessions (None: none)
+    button_mode: str = "toggle"    # toggle | push_to_talk | one_shot (controller_buttons.py)
 
 
-class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
+class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules, RolloverRules, ButtonRules):
     """Owns conversation state. Called from the controller thread only."""
 
     def __init__(self, settings: Settings):
@@ -95,8 +103,8 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
     def mic_route(self) -> str:
         """Where mic audio goes now: kept until the session opens, then sent, except while the reply
         plays in half duplex (the mic would send the reply back to the server) and outside a session."""
-        if self.announcing is not None:
-            return DROP   # a session of our own, to announce a timer: nobody is talking to it
+        if self.announcing is not None or self._push_closed():
+            return DROP   # a session of our own to announce a timer, or push_to_talk with no push down
         if self.phase == CONNECTING:
             return BUFFER
         if self.phase == ACTIVE and not (self.s.half_duplex and self.playing):
@@ -106,13 +114,14 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
     def snapshot(self) -> dict:
         return {
             "state": self.phase,
-            "conversation_s": round(self.now_s - self.started_s, 1) if self.phase != IDLE else None,
+            "conversation_s": round(self.conversation_age_s(), 1) if self.phase != IDLE else None,
             "response_active": self.response_id is not None,
             "playing": self.playing,
             "user_speaking": self.user_speaking,
             "last_end_reason": self.last_end_reason,
             "last_end_code": self.last_end_code,
             "partial_transcript": self.partial_transcript or None,
+            "muted": self.muted,
         }
 
     def _reset(self) -> None:
@@ -129,11 +138,14 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
         self._reset_timers()
         self._reset_mcp()
         self._reset_dictation()
+        self._reset_rollover()
+        self._reset_push()   # (muted outlives a conversation: controller_buttons.py)
 
     def _event(self, type_: str, **fields) -> m.Send:
         return m.Send({"type": type_, "event_id": f"evt_pv_{next(self._ids)}", **fields})
 
     def _end(self, end: End) -> list:
+        end = self._rollover_end(end)
         chime = self._announcement_failed(end)
         if chime is not None:
             return chime
@@ -143,6 +155,7 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
         if self.phase in (CONNECTING, ACTIVE):
             actions.append(m.Disconnect(end.reason))
         actions += [m.CloseAudio(), m.Note("ended", f"conversation ended: {end.reason}", end.level)]
+        actions += self._end_cue(end)
         self.last_end_reason, self.last_end_code = end.reason, end.code
         self._reset()
         return actions + ([] if end.code == ends.SHUTDOWN else self._hand_on_owed())
@@ -153,28 +166,7 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
         commit = [self._event("input_audio_buffer.commit")]
         return commit if self.s.dictation else commit + [self._event("response.create")]
 
-    # ---- button -----------------------------------------------------------------
-
-    def _on_Press(self, ev: m.Press) -> list:
-        if self.phase == IDLE:
-            self.phase = CONNECTING
-            self.started_s = self.last_activity_s = self.now_s
-            # The key request goes first so the socket dials while the audio devices open.
-            return [m.Note("pressed", f"pressed ({ev.source}): starting a conversation"),
-                    m.RequestToken(), m.OpenAudio(speaker=self.s.speaker)]
-        if self.announcing is not None:
-            return self._end(End(TIMER, "timer announcement stopped by a press"))
-        if self.asking is not None and self.phase == ACTIVE:
-            return self._press_approves()   # "Shall I ...?": the press is the yes
-        if self.phase == CONNECTING:
-            return self._end(End(ends.USER, "cancelled by a press while connecting"))
-        if self.phase == DRAINING:
-            return self._end(self.closing.but("; playout stopped by a press"))
-        if self.s.dictation:
-            return self._dictation_press()
-        if self.playing or self.response_id is not None or self.tools_busy:
-            return self._interrupt("button")
-        return self._end(End(ends.USER, "ended by a press"))
+    # ---- button: controller_buttons.py (the press in each mode, release, long press, mute) ----
 
     # ---- connection ---------------------------------------------------------------
 
@@ -199,12 +191,13 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
             return []
         self.phase = ACTIVE
         self.opened_s = self.now_s
-        # the audio kept while connecting goes out after session.update and before a pending commit
+        # the audio kept while connecting goes out after session.update (and carried turns), before a pending commit
         self.route = self.mic_route()
         actions: list = [m.Note("connected", "connected to the Realtime session"),
-                         self._event("session.update", session=self.s.session), m.RouteMic(self.route)]
+                         self._event("session.update", session=self.s.session), *self._carry_over(),
+                         m.RouteMic(self.route)]
         if self.pending_commit:
-            actions += self._manual_turn_end()
+            actions += self._manual_turn_end() + self._pushed()
         self.pending_commit = False
         return actions + self._announcement_opened()
 
@@ -213,7 +206,7 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
             return self._end(ends.connect_failed(ev.reason or "the server closed the connection"))
         if self.phase != ACTIVE:
             return []
-        return self._finish_session(ends.server_closed(ev.code, ev.reason))
+        return self._rolled_at_cap(ev) or self._finish_session(ends.server_closed(ev.code, ev.reason))
 
     def _on_AudioFailed(self, ev: m.AudioFailed) -> list:
         if self.phase == IDLE:
@@ -232,6 +225,7 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
             return []
         self.user_speaking = True
         self.last_activity_s = self.now_s
+        self.turn_cued = False   # a new turn: its end gets the thinking earcon
         return [m.Note("local_speech_start", "speech started (local gate)")]
 
     def _on_SpeechEnded(self, ev: m.SpeechEnded) -> list:
@@ -241,11 +235,14 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
         self.last_activity_s = self.now_s
         actions: list = [m.Note("local_speech_stop", "speech ended (local gate)" if ev.voiced
                                 else "gate closed: nothing was said after the press")]
+        if self.push_to_talk:   # the release ends the turn (controller_buttons.py)
+            return actions + self._push_speech_ended(ev)
         if self.s.manual_turns and ev.voiced and not (self.s.half_duplex and self.playing):
             if self.phase == CONNECTING:
                 self.pending_commit = True
             elif self.phase == ACTIVE:
                 actions += self._manual_turn_end()
+            actions += self._turn_ended_cue()
         return actions
 
     # ---- timers -------------------------------------------------------------------
@@ -253,9 +250,8 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
     def _on_Tick(self, ev: m.Tick) -> list:
         if self.phase == IDLE:
             return []
-        if self.now_s - self.started_s >= self.s.max_duration_s:
-            return self._end(End(ends.MAX_DURATION,
-                                 f"maximum conversation length ({self.s.max_duration_s:.0f} s) reached"))
+        if (capped := self._capped()) is not None:   # max_duration_s: end, or roll over (controller_rollover.py)
+            return capped
         if self.phase == CONNECTING:
             if self.now_s - self.started_s >= self.s.connect_timeout_s:
                 return self._end(End(ends.CONNECT_TIMEOUT,
@@ -269,7 +265,7 @@ class Controller(ReplyRules, ToolRules, TimerRules, McpRules, DictationRules):
         if not self.acknowledged and self.now_s - self.opened_s >= self.s.connect_timeout_s:
             return self._end(End(ends.NOT_ACKNOWLEDGED, "server did not acknowledge the session within "
                                  f"{self.s.connect_timeout_s:.0f} s", ends.WARNING))
-        expired = self._ask_expired() or self._final_transcript_overdue()
+        expired = self._ask_expired() or self._final_transcript_overdue() or self._push_overdue()
         if expired:
             return expired
         if self.response_id is not None and self.now_s - self.last_reply_event_s >= self.s.reply_stall_s:

@@ -34,6 +34,31 @@ class ReplyRules:
         self.closing: End | None = None    # DRAINING: how the conversation ends once the audio is out
         self.drain_deadline_s = self.now_s
         self.warned_bad_audio = False
+        self.turn_cued = False          # the thinking earcon of this user turn has played
+
+    # ---- earcons (earcons.py) --------------------------------------------------------------
+
+    def _cue(self, cue: str) -> list:
+        """An earcon, if that cue is on: never over a reply (it would queue into it) nor in a
+        session of our own for a timer."""
+        if cue not in self.s.cues.enabled or self.playing or self.announcing is not None:
+            return []
+        return [m.Earcon(cue)]
+
+    def _turn_ended_cue(self) -> list:
+        """Thinking: once per user turn, at whichever comes first of our commit and the server's
+        speech_stopped/committed."""
+        if self.turn_cued:
+            return []
+        self.turn_cued = True
+        return self._cue("thinking")
+
+    def _end_cue(self, end: End) -> list:
+        """After CloseAudio: ended, or error when the end was not the user's choice."""
+        if end.code == ends.SHUTDOWN or (self.announcing is not None and end.level == ends.INFO):
+            return []
+        cue = "ended" if end.level == ends.INFO else "error"
+        return [m.Earcon(cue)] if cue in self.s.cues.enabled else []
 
     def _interrupt(self, reason: str) -> list:
         actions: list = []
@@ -125,7 +150,7 @@ class ReplyRules:
         self.last_activity_s = self.now_s
         self._question_heard()
         return [m.Note("reply_played", f"reply played ({self.reply_received_ms:.0f} ms of audio)"),
-                *self._end_if_asked(), *self._announcement_heard()]
+                *self._end_if_asked(), *self._announcement_heard(), *self._one_shot_answered()]
 
     def _on_PlaybackStopped(self, ev: m.PlaybackStopped) -> list:
         if self.phase != ACTIVE or not self.playing or self.reply_item is None:
@@ -147,10 +172,15 @@ class ReplyRules:
             return []
         d, kind = ev.data, ev.type
         self.last_reply_event_s = self.now_s   # any event shows the server is still working on a reply
+        self._remember_turn(kind, d)           # what a new session would need (controller_rollover.py)
         if kind in ("session.created", "session.updated"):
             self.acknowledged = True
         if kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"):
             self.last_activity_s = self.now_s
+        if kind == "input_audio_buffer.speech_started":
+            self.turn_cued = False
+        cue = self._turn_ended_cue() if kind in ("input_audio_buffer.speech_stopped",
+                                                 "input_audio_buffer.committed") else []
         if kind == "input_audio_buffer.speech_started" and self.playing and not self.s.half_duplex:
             return [note_for(kind, d)] + self._interrupt("voice")
         if kind == "response.created":
@@ -166,6 +196,9 @@ class ReplyRules:
                                          "its tools are unavailable this session", "warning")]
         elif kind == "response.output_text.done" and d.get("text"):
             return [note_for(kind, d), m.RecordText("reply_text", d["text"])]
+        elif kind == "response.output_audio_transcript.done" and d.get("transcript"):
+            # what was said aloud, for the transcript log and MQTT's last-reply sensor
+            return [note_for(kind, d), m.RecordText("reply_text", d["transcript"])] + cue
         elif kind == "conversation.item.input_audio_transcription.completed":
             self.last_activity_s = self.now_s
             recorded = [note_for(kind, d), m.RecordText("dictation" if self.s.dictation else "user_transcript",
@@ -183,7 +216,7 @@ class ReplyRules:
             self.reply_flushed = True
             return [m.FinishReply()]
         note = note_for(kind, d)
-        return [note] if note else []
+        return ([note] if note else []) + cue
 
     def _on_response_done(self, response: dict) -> list:
         if response.get("id") in (self.response_id, None):
@@ -198,4 +231,4 @@ class ReplyRules:
         if self.playing and self.drained:
             actions += self._reply_finished()
         self._question_heard()
-        return actions + self._end_if_asked() + self._announcement_heard()
+        return actions + self._end_if_asked() + self._announcement_heard() + self._one_shot_answered(text_reply=True)

@@ -12,7 +12,7 @@ A mixin of `controller.Controller`; called from the controller thread only.
 
 from __future__ import annotations
 
-from pivoice import chimes, ends
+from pivoice import ends
 from pivoice import messages as m
 from pivoice.ends import End
 
@@ -53,10 +53,10 @@ class TimerRules:
 
     def _ring(self) -> list:
         """The timer chime, at once (the sentence follows when the session can say it); not over a reply."""
-        if self.playing or (self.phase == "active" and not self.s.speaker):
-            return []   # over a reply, or a text-only conversation with no speaker open: the sentence says it
+        if self.playing or (self.phase == "active" and not self.s.speaker) or "timer" not in self.s.cues.enabled:
+            return []   # over a reply, with no speaker open (text only), or turned off: the sentence says it
         self.playing, self.drained, self.reply_item = True, False, None
-        return [m.BeginReply(), m.Play(chimes.timer_chime(self.s.output_format)), m.FinishReply()]
+        return [m.BeginReply(), m.Play(self.s.cues.timer(self.s.output_format)), m.FinishReply()]
 
     def _start_announcement(self, text: str) -> list:
         self.phase = "connecting"
@@ -82,13 +82,14 @@ class TimerRules:
     def _announcement_failed(self, end: End) -> list | None:
         """No session for the sentence (no key, no server, no answer): ring the local chime and end
         after it instead. None: this is not an announcement, or it already spoke."""
-        if self.announcing is None or end.code not in FAILED_BEFORE_SPEAKING or self.reply_received_ms > 0:
+        if self.announcing is None or end.code not in FAILED_BEFORE_SPEAKING or self.reply_received_ms > 0 \
+                or "timer" not in self.s.cues.enabled:
             return None
         actions: list = [m.Disconnect(end.reason)] if self.phase in ("connecting", "active") else []
         self.phase, self.playing, self.drained, self.response_id = "draining", True, False, None
         self.closing = End(TIMER, f"timer rang with the local chime ({end.reason})", ends.WARNING)
-        self.drain_deadline_s = self.now_s + chimes.TIMER_CHIME_S + 2.0
-        return actions + [m.BeginReply(), m.Play(chimes.timer_chime(self.s.output_format)), m.FinishReply(),
+        self.drain_deadline_s = self.now_s + self.s.cues.timer_s(self.s.output_format) + 2.0
+        return actions + [m.BeginReply(), m.Play(self.s.cues.timer(self.s.output_format)), m.FinishReply(),
                           m.Note("chime", f"no session for the timer ({end.reason}): local chime")]
 
     def _announcement_heard(self) -> list:

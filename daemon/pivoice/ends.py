@@ -29,6 +29,7 @@ CONNECT_FAILED = "connect_failed"
 CONNECT_TIMEOUT = "connect_timeout"
 TOKEN_FAILED = "token_failed"
 AUDIO_FAILED = "audio_failed"
+MUTED = "muted"   # the device was muted (ctl, MQTT) under a conversation
 
 INFO, WARNING, ERROR = "info", "warning", "error"
 

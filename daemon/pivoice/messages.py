@@ -238,6 +238,14 @@ class StopPlayback:
 
 
 @dataclass(frozen=True)
+class Earcon:
+    """Play a short feedback sound (earcons.py): listening, thinking, ended, error. Not a reply:
+    the controller does not count it as playing."""
+
+    cue: str
+
+
+@dataclass(frozen=True)
 class RunTool:
     """Run a local function tool off the controller thread; it answers with ToolDone."""
 

@@ -7,6 +7,10 @@ emitted.
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+
 from pivoice import messages as m
 
 
@@ -42,3 +46,15 @@ def error_note(err: dict) -> m.Note:
     message = err.get("message") or "(no message)"
     harmless = code in _HARMLESS_ERRORS or (err.get("event_id") and "truncate" in message.lower())
     return m.Note("server_error", f"server error {code}: {message}", "debug" if harmless else "warning")
+
+
+def timeline_writer(stream):
+    """`pivoice run --timeline`: one JSON line per controller note, for the demo and the tests.
+    Called from the controller thread and edge threads (light changes), hence the lock."""
+    lock = threading.Lock()
+
+    def on_note(note: m.Note) -> None:
+        with lock:
+            stream.write(json.dumps({"t": round(time.monotonic(), 4), "kind": note.kind, "text": note.text}) + "\n")
+            stream.flush()
+    return on_note

@@ -24,10 +24,12 @@ from pivoice.assistant import Assistant
 from pivoice.audio_edges import AudioEdges, AudioStopped
 from pivoice.audio.playpath import PlayPath
 from pivoice.controller import IDLE, Controller
-from pivoice.metrics import Metrics
+from pivoice.earcons import EarconPlayer
+from pivoice.metrics import Metrics, input_format_of
 from pivoice.osthread import name_this_thread
 from pivoice.reload import RetireRequest
 from pivoice.sdnotify import Notifier
+from pivoice.watchers import is_news
 
 log = logging.getLogger(__name__)
 TICK_S = 0.1
@@ -52,7 +54,8 @@ class Runtime:
                  tokens, connector, on_note: Callable[[m.Note], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
                  watchdog_interval_s: float | None = None, assistant: Assistant | None = None,
-                 events: queue.Queue | None = None, on_status: Callable[[dict], None] | None = None):
+                 events: queue.Queue | None = None, on_status: Callable[[dict], None] | None = None,
+                 earcon_clips: dict[str, bytes] | None = None):
         self.controller = controller
         self._notifier = notifier
         self._watchdog_interval_s = watchdog_interval_s if notifier is not None else None
@@ -70,11 +73,16 @@ class Runtime:
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._stopped = threading.Event()
         self._thaw = threading.Event()   # only stop() sets it: ends a debug freeze
-        self.metrics = Metrics()
+        self.metrics = Metrics(input_format_of(controller.s.session), controller.s.output_format)
         self._audio = AudioEdges(mic, downlink, uplink_factory, self.events.put, self.metrics, clock)
         self._status: dict = controller.snapshot()
         self._on_status = on_status   # the status light, MQTT, the fleet heartbeat (watchers.py)
         self._assistant = assistant or Assistant()   # tools and transcripts (assistant.py)
+        # earcons: the sounds by cue, in wire format (earcons.wire_clips); played beside the reply path
+        self._earcons = EarconPlayer(earcon_clips or {}, controller.s.output_format, downlink, self._play.lock,
+                                     self.post)
+        self._speaker_open = False      # the conversation opened the speaker
+        self._reply_begun_s: float | None = None
         self._assistant.bind(self.post)
 
     # ---- any thread ----------------------------------------------------------------
@@ -86,7 +94,7 @@ class Runtime:
         token_status = self._tokens.status() if self._tokens else {}
         audio = {"mic": self._mic.stats(), "speaker": self._downlink.stats()}   # xruns, stream errors
         return {**self._status, "token": token_status, "metrics": self.metrics.as_dict(), "audio": audio,
-                **self._assistant.status()}
+                **self._assistant.status(), **self.metrics.figures.as_dict(self._clock())}   # usage, ends
 
     @property
     def idle(self) -> bool:
@@ -133,12 +141,16 @@ class Runtime:
             wake_at = None if idle else next_tick + TICK_GRACE_S
             if self._watchdog_interval_s is not None:
                 wake_at = next_ping if wake_at is None else min(wake_at, next_ping)
+            wake_at = self._earcons.wake_at(wake_at)
             try:
                 event = self.events.get(timeout=None if wake_at is None else max(0.0, wake_at - now))
             except queue.Empty:
+                self._play_earcon()
                 if idle or self._clock() < next_tick + TICK_GRACE_S:
                     continue   # woken only to ping the watchdog
                 event = m.Tick()
+            if self._earcons.absorbs(event, self._reply_begun_s):
+                continue   # the earcon player's own, or an earcon's drain (not the reply's)
             self._count_played(event.at_s if isinstance(event, m.PlaybackDrained) else None)
             if isinstance(event, _Freeze):
                 log.warning("debug-freeze: the controller thread blocks now (test hook); watchdog pings stop")
@@ -160,6 +172,7 @@ class Runtime:
             if isinstance(event, m.Shutdown):
                 self._stopped.set()
         self._close_audio()
+        self._earcons.close_tail()
 
     def _route(self, event: object) -> None:
         if isinstance(event, _FromConnection):
@@ -172,6 +185,7 @@ class Runtime:
             event = event.event
         if isinstance(event, m.AudioDelta):
             self.metrics.delta_at_s = event.received_at_s or self._clock()
+        self.metrics.figures.heard(event)   # reply audio and usage (response.done) for `ctl status`
         self._dispatch(event)
         self._after_dispatch()
 
@@ -186,6 +200,7 @@ class Runtime:
         those that reached the speaker before it drained come before it."""
         played = self._play.take_played(before_s)
         for event in played:
+            self.metrics.figures.heard(event)
             self._dispatch(event)
         if played:
             self._after_dispatch()
@@ -193,14 +208,22 @@ class Runtime:
     def _dispatch(self, event: object) -> None:
         if isinstance(event, m.Tick) and self._audio.path is not None:
             self._audio.check()   # the streams' watchdog rides on the tick
+        earcons = []
         for action in self.controller.handle(event, self._clock()):
-            self._execute(action)
+            if isinstance(action, m.Earcon):
+                earcons.append(action.cue)   # after the event's other actions: the mic route first
+            else:
+                self._execute(action)
+        for cue in earcons:
+            self._play_earcon(cue)
 
     def _after_dispatch(self) -> None:
         before, self._status = self._status, self.controller.snapshot()
-        if self._on_status is not None and _changed(before, self._status):
+        self.metrics.figures.rolled_over(self.controller.rollovers)
+        if self._on_status is not None and is_news(before, self._status):
             self._on_status(self.status())
         self.metrics.reached_device(self._downlink.device_first_sample_at)
+        self._play_earcon()
 
     def _execute(self, action: object) -> None:
         if isinstance(action, m.RouteMic):
@@ -219,8 +242,9 @@ class Runtime:
             self._note(action)
         elif isinstance(action, m.OpenAudio):
             self._open_audio(action.speaker)
-        elif isinstance(action, m.CloseAudio):
+        elif isinstance(action, m.CloseAudio):   # the end of a conversation (controller._end)
             self._close_audio()
+            self.metrics.figures.ended(*self.controller.last_conversation_end(), self._clock())
         elif isinstance(action, m.RequestToken):
             self._tokens.request(
                 lambda key: self.post(m.TokenReady(key)),
@@ -240,6 +264,7 @@ class Runtime:
                 self._conn.close()
                 self._conn = None
         elif isinstance(action, m.BeginReply):
+            self._reply_begun_s = self._clock()
             self._play.begin_reply()
             self.metrics.reply_began()
         elif isinstance(action, m.FinishReply):
@@ -250,9 +275,19 @@ class Runtime:
         elif not self._assistant.execute(action):
             raise TypeError(f"unknown action {action!r}")
 
+    def _play_earcon(self, cue: str | None = None) -> None:
+        """Play (or hold: earcons.py) an earcon; None: a held one, if its time has come."""
+        opened = self._audio.path is not None
+        for played in self._earcons.offer(cue, self._clock(), appended=self.metrics.press_at_s is None,
+                                          audio_open=opened, speaker_open=opened and self._speaker_open):
+            self._note(m.Note("earcon", f"earcon: {played}", "debug"))
+
     def _open_audio(self, speaker: bool) -> None:
+        self._earcons.close_tail()   # an ended/error earcon still sounding gives way to the new conversation
+        self._speaker_open = speaker
         self.metrics.press_at_s = self._clock()
         self.metrics.conversations += 1
+        self.metrics.figures.started(time.time(), self._clock())
         try:
             for event in self._audio.open(speaker):
                 self._dispatch(event)
@@ -260,6 +295,7 @@ class Runtime:
             self._dispatch(m.AudioFailed(str(exc)))
 
     def _close_audio(self) -> None:
+        self._earcons.held = None   # the conversation ended before its listening earcon: no beep now
         if self._audio.close():
             self.metrics.press_at_s = None
 
@@ -267,8 +303,3 @@ class Runtime:
         log.log(logging.getLevelName(note.level.upper()), "%s", note.text)
         if self._on_note is not None:
             self._on_note(note)
-
-
-def _changed(before: dict, after: dict) -> bool:
-    """A change watchers hear of: the conversation's clock alone moving is not one."""
-    return {**before, "conversation_s": None} != {**after, "conversation_s": None}

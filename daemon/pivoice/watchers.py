@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 Watcher = Callable[[dict], None]
 
 
+def is_news(before: dict, after: dict) -> bool:
+    """A change of the controller's snapshot watchers hear of: the conversation's clock alone moving is not one."""
+    return {**before, "conversation_s": None} != {**after, "conversation_s": None}
+
+
 class StatusFanout:
     def __init__(self) -> None:
         self._lock = threading.Lock()

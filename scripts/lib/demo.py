@@ -52,7 +52,8 @@ def main() -> int:
     print(f"question (mic):  {question}  \"{args.question}\"")
     print("starting the dev server (Realtime stand-in), the token backend and the daemon ...")
     dev_args = ["--mode", "parrot"] if args.parrot else []
-    sections = {}
+    # the earcons and the status light (an LED on GPIO12 of gpiozero's mock pins): their lines join the timeline
+    sections = {"feedback": {"earcons": True, "light": {"kind": "led", "pin": "GPIO12"}}}
     if args.tools:
         script = out / "script.yaml"
         script.write_text(yaml.safe_dump(TOOLS_SCRIPT, sort_keys=False))
@@ -74,6 +75,10 @@ def main() -> int:
     t0 = timeline[0]["t"] if timeline else 0.0
     for entry in timeline:
         print(f"  {1000 * (entry['t'] - t0):7.0f} ms  {entry['text']}")
+    earcons = [e["text"].removeprefix("earcon: ") for e in timeline if e["kind"] == "earcon"]
+    lights = [e["text"].removeprefix("light: ") for e in timeline if e["kind"] == "light"]
+    print(f"\nearcons played: {', '.join(earcons) or 'none'}")
+    print(f"status light:   {' -> '.join(lights) or 'never changed'}")
     metrics = status["metrics"]
     played = [e["text"] for e in timeline if e["kind"] == "reply_played"]
     print(f"\nreply (speaker): {reply}  ({played[0] if played else 'nothing played'}; the file holds the "

@@ -72,20 +72,64 @@ def test_pull_down_button_is_pressed_when_high(factory):
         button.close()
 
 
-def test_edges_not_levels_fire_and_the_bounce_time_reaches_the_pin(factory):
-    # The debounce itself is the pin driver's (lgpio: the kernel/lg library); MockPin only stores it,
-    # so here we check it is handed down and that only real edges reach the callbacks.
+def wait_until(predicate, timeout_s: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
+
+
+def bounce(pin) -> None:
+    """A press as the contacts make it: four edges within a few milliseconds, ending pressed."""
+    for _ in range(2):
+        pin.drive_low()
+        pin.drive_high()
+    pin.drive_low()
+
+
+def test_a_bouncing_press_is_one_press_and_the_bounce_time_reaches_the_pin(factory):
     events: list[str] = []
-    button = GpioButton("GPIO17", pull_up=True, bounce_time_s=0.02, pin_factory=factory,
+    button = GpioButton("GPIO17", pull_up=True, bounce_time_s=0.05, pin_factory=factory,
                         on_press=lambda: events.append("press"), on_release=lambda: events.append("release"))
     try:
-        assert button.pin.bounce == pytest.approx(0.02)
+        assert button.pin.bounce == pytest.approx(0.05)   # lgpio debounces in the kernel too
+        started_s = time.monotonic()
+        bounce(button.pin)
+        assert time.monotonic() - started_s < 0.05          # all within the bounce time
+        time.sleep(0.12)                                     # past it: the level read again is still "pressed"
+        assert events == ["press"]
+        button.pin.drive_high()                              # a real release, long after: counted at once
+        assert events == ["press", "release"]
+        time.sleep(0.07)          # the release's own bounce time
         button.pin.drive_low()
         button.pin.drive_low()    # the same level again: no edge, no second press
-        button.pin.drive_high()
-        button.pin.drive_low()    # a bounce that got past the driver is a press and a release, in order
-        button.pin.drive_high()
-        assert events == ["press", "release", "press", "release"]
+        assert events == ["press", "release", "press"]
+    finally:
+        button.close()
+
+
+def test_without_debounce_the_same_bounce_is_three_presses(factory):
+    events: list[str] = []
+    button = GpioButton("GPIO17", pull_up=True, bounce_time_s=None, pin_factory=factory,
+                        on_press=lambda: events.append("press"), on_release=lambda: events.append("release"))
+    try:
+        bounce(button.pin)
+        assert events == ["press", "release", "press", "release", "press"]
+    finally:
+        button.close()
+
+
+def test_a_tap_shorter_than_the_bounce_time_still_ends_in_a_release(factory):
+    events: list[str] = []
+    button = GpioButton("GPIO17", pull_up=True, bounce_time_s=0.05, pin_factory=factory,
+                        on_press=lambda: events.append("press"), on_release=lambda: events.append("release"))
+    try:
+        button.pin.drive_low()
+        button.pin.drive_high()   # 1 ms later: inside the lockout, so only the settle timer sees it
+        assert events == ["press"] and [t.name for t in threading.enumerate()].count("button-settle") == 1
+        assert wait_until(lambda: events == ["press", "release"])
+        assert wait_until(lambda: "button-settle" not in [t.name for t in threading.enumerate()])
+        assert not button.is_pressed
     finally:
         button.close()
 

@@ -163,3 +163,14 @@ def test_user_transcripts_are_recorded_and_a_dictation_turn_is_committed_but_nev
     actions = dictation.handle(m.ServerEvent({"type": "conversation.item.input_audio_transcription.completed",
                                               "transcript": "buy milk"}), 2.5)
     assert [(a.kind, a.text) for a in actions if isinstance(a, m.RecordText)] == [("dictation", "buy milk")]
+
+
+def test_a_spoken_reply_is_recorded_by_its_transcript():
+    # the transcript log and MQTT's last-reply sensor get what was said aloud, not only text replies
+    ctrl = active()
+    ctrl.handle(created("resp_1"), 1.0)
+    actions = ctrl.handle(m.ServerEvent({"type": "response.output_audio_transcript.done",
+                                         "transcript": "It is noon."}), 1.1)
+    assert [(a.kind, a.text) for a in actions if isinstance(a, m.RecordText)] == [("reply_text", "It is noon.")]
+    empty = ctrl.handle(m.ServerEvent({"type": "response.output_audio_transcript.done", "transcript": ""}), 1.2)
+    assert not [a for a in empty if isinstance(a, m.RecordText)]

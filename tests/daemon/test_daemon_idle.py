@@ -65,7 +65,10 @@ def wakeups_over(pid: int, window_s: float) -> tuple[dict[int, int], dict[int, s
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with offline_stack(tmp_path_factory.mktemp("idle"), default_expires_after_s=KEY_LIFETIME_S) as stack:
+    # The backend's heartbeat window is short, so the fleet report after a conversation goes out as it
+    # ends (not up to 10 s later, inside a window); the next one is an interval (300 s) away.
+    with offline_stack(tmp_path_factory.mktemp("idle"), default_expires_after_s=KEY_LIFETIME_S,
+                       fleet={"status_min_interval_s": 0.5}) as stack:
         yield stack
 
 

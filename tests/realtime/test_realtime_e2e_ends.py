@@ -18,7 +18,9 @@ def test_server_going_away_is_a_warning_with_its_code_and_the_next_press_works(t
     question = make_speech_wav(tmp_path / "q.wav", "Is the kitchen open tomorrow?", rate_hz=16000,
                                lead_silence_s=0.1, tail_silence_s=1.0)
     with offline_stack(tmp_path, "--max-session-s", "1.5") as stack:
-        config = stack.config(mic=f"wav:{question}", speaker=f"wav:{tmp_path / 'reply.wav'}")
+        # (with rollover on, the default, a new session would carry on: test_daemon_e2e_rollover.py)
+        config = stack.config(mic=f"wav:{question}", speaker=f"wav:{tmp_path / 'reply.wav'}",
+                              conversation={"rollover": False})
         with running(stack.daemon(config)) as daemon:
             daemon.ctl("press")
             ended = daemon.wait_for("ended", timeout_s=30)

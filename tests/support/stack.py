@@ -46,6 +46,8 @@ def daemon_config(work: Path, *, backend_url: str, realtime_url: str, mic: str, 
         "conversation": {"idle_timeout_s": 4, **(conversation or {})},
         "session": {"audio": audio_session},
         "logging": {"level": log_level},
+        # the earcons would sound in every recorded reply: off unless a test asks (the timer chime stays)
+        "feedback": {"earcons": {"listening": False, "thinking": False, "ended": False, "error": False}},
         **sections,
     }
 

@@ -248,3 +248,16 @@ def main(argv: list[str], pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio) 
     else:
         sys.stdout.write(format_table(devices))
     return 0
+
+
+def warm_up(portaudio: "PortAudioHost", input_device: str, output_device: str, wav_prefix: str) -> None:
+    """Initialise PortAudio now (80 ms the first press would otherwise pay) and report a missing
+    device at start-up. Not fatal: a USB device may be plugged in later, and each press says it again.
+    Devices named `wav:...` are files, not PortAudio's. Main thread, at start-up."""
+    for direction, device in ((INPUT, input_device), (OUTPUT, output_device)):
+        if device.startswith(wav_prefix):
+            continue
+        try:
+            portaudio.find(device, direction)
+        except AudioDeviceError as exc:
+            log.error("audio.%s.device: %s", direction, exc)

@@ -53,11 +53,25 @@ def _response_done(d: dict) -> dict:
     output = r.get("output") if isinstance(r.get("output"), list) else []
     return {"response": {"id": response_id,
                          "status": opt_text("response.status", r.get("status")),
-                         "usage": {"output_tokens": opt_count("response.usage.output_tokens",
-                                                                usage.get("output_tokens"))},
+                         "usage": _usage(usage),
                          "function_calls": function_calls(r, response_id),
                          "mcp_calls": sum(1 for item in output if isinstance(item, dict)
                                           and item.get("type") == "mcp_call")}}
+
+
+def _usage(usage: dict) -> dict:
+    """The token counts of RealtimeResponseUsage (for the usage figures); those absent stay absent."""
+    out = {"output_tokens": opt_count("response.usage.output_tokens", usage.get("output_tokens"))}
+    for key in ("input_tokens", "total_tokens"):
+        if key in usage:
+            out[key] = opt_count(f"response.usage.{key}", usage[key])
+    for details in ("input_token_details", "output_token_details"):
+        d = obj(f"response.usage.{details}", usage.get(details), optional=True)
+        picked = {k: opt_count(f"response.usage.{details}.{k}", d[k]) for k in ("text_tokens", "audio_tokens")
+                  if k in d}
+        if picked:
+            out[details] = picked
+    return out
 
 
 def _error(d: dict) -> dict:
