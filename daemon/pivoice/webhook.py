@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pivoice.credentials import CredentialError, read_one_line
 from pivoice.osthread import name_this_thread
 from pivoice.loopback import url_problem
 
@@ -149,14 +150,9 @@ class WebhookSender:
         if self._token_file is None:
             return None
         try:
-            token = self._token_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("%s: cannot read bearer_token_file %s (%s); record dropped", self._what, self._token_file,
-                        getattr(exc, "strerror", None) or type(exc).__name__)
-            return False
-        if not token or any(c in token for c in "\r\n"):
-            log.warning("%s: bearer_token_file %s is empty or has several lines; record dropped", self._what,
-                        self._token_file)
+            token = read_one_line(self._token_file)
+        except CredentialError as exc:
+            log.warning("%s: bearer_token_file %s; record dropped", self._what, exc)
             return False
         return token
 

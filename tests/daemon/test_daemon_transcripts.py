@@ -291,7 +291,7 @@ def test_unreadable_token_file_drops_with_a_warning(hook, tmp_path, caplog, make
     sink.record("dictation", "x")
     wait_stat(sink, "webhook_failed", 1)
     assert h.requests == []
-    assert "cannot read bearer_token_file" in caplog.text and "no-token" in caplog.text
+    assert "bearer_token_file" in caplog.text and "no-token: cannot read" in caplog.text
     sink.close()
 
 

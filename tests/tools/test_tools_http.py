@@ -131,7 +131,7 @@ def test_wrong_token_is_an_http_status_error(server, tmp_path):
 
 @pytest.mark.parametrize("environ, words", [
     ({}, "$CREDENTIALS_DIRECTORY is not set"),
-    ({"CREDENTIALS_DIRECTORY": "/nonexistent"}, "cannot read the bearer token file /nonexistent/ha-token"),
+    ({"CREDENTIALS_DIRECTORY": "/nonexistent"}, "the bearer token file /nonexistent/ha-token: cannot read"),
 ])
 def test_unusable_token_source_fails_before_any_request(server, environ, words):
     out = run_http(spec(base(server) + "/x"), {}, CallContext(), environ).payload

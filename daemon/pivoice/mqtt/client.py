@@ -51,8 +51,7 @@ class MqttEdge:
         self._topics = Topics.of(cfg)
         self._discovery = discovery_messages(cfg, version)
         self._handler = CommandHandler(self._topics, commands)
-        if cfg.password_path() is not None:
-            cfg.password()   # fail at start-up, naming the key, not at the first connect
+        cfg.password()   # a bad password file fails at start-up, naming the key, not at the first connect
         self._client = client if client is not None else make_paho_client(cfg)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

@@ -14,9 +14,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pivoice import credentials
+from pivoice.credentials import CREDENTIALS_VAR, CredentialError
 from pivoice.settings import Section
 
-CREDENTIALS_VAR = "${CREDENTIALS_DIRECTORY}"
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
 _CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 MAX_PASSWORD_BYTES = 4096
@@ -50,42 +51,17 @@ class MqttConfig:
     def availability_topic(self) -> str:
         return f"{self.base_topic}/availability"
 
-    def password_path(self, environ=os.environ) -> str | None:
-        if self.password_credential is not None:
-            return _expand(f"{CREDENTIALS_VAR}/{self.password_credential}", environ, "mqtt.password_credential")
-        if self.password_file is not None:
-            return _expand(self.password_file, environ, "mqtt.password_file")
-        return None
-
     def password(self, environ=os.environ) -> str | None:
         """The password as the file holds it now (surrounding whitespace stripped); ValueError names the key."""
-        path = self.password_path(environ)
-        if path is None:
+        found = credentials.secret_path(self.password_file, "mqtt.password_file", self.password_credential,
+                                        "mqtt.password_credential", environ)
+        if found is None:
             return None
-        key = "mqtt.password_credential" if self.password_credential is not None else "mqtt.password_file"
+        key, path = found
         try:
-            with open(path, "rb") as f:
-                raw = f.read(MAX_PASSWORD_BYTES + 1)
-        except OSError as exc:
-            raise ValueError(f"{key}: {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-        if len(raw) > MAX_PASSWORD_BYTES:
-            raise ValueError(f"{key}: {path}: longer than {MAX_PASSWORD_BYTES} bytes")
-        try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise ValueError(f"{key}: {path}: not UTF-8 text") from None
-        if not text:
-            raise ValueError(f"{key}: {path}: is empty")
-        return text
-
-
-def _expand(path: str, environ, key: str) -> str:
-    if CREDENTIALS_VAR not in path:
-        return path
-    directory = environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        raise ValueError(f"{key}: $CREDENTIALS_DIRECTORY is not set (is the credential loaded by the unit?)")
-    return path.replace(CREDENTIALS_VAR, directory)
+            return credentials.read_one_line(path, MAX_PASSWORD_BYTES)
+        except CredentialError as exc:
+            raise ValueError(f"{key}: {exc}") from None
 
 
 def _topic(sec: Section, key: str, default: str) -> str:

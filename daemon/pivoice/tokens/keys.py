@@ -13,6 +13,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pivoice.credentials import CredentialError, read_one_line
+
 log = logging.getLogger(__name__)
 
 # Secret files are read whole; anything bigger is certainly not a device secret.
@@ -116,17 +118,7 @@ def read_secret_file(path: str | os.PathLike) -> Secret:
         log.warning("secret file %s has mode %03o: readable by group/others; chmod 600 it",
                     p, stat.S_IMODE(st.st_mode))
     try:
-        raw = p.read_bytes()
-    except PermissionError:
-        raise SecretFileError(f"secret file {p}: permission denied") from None
-    except OSError as exc:
-        raise SecretFileError(f"secret file {p}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise SecretFileError(f"secret file {p}: is not UTF-8 text") from None
-    if not text:
-        raise SecretFileError(f"secret file {p}: is empty")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
-        raise SecretFileError(f"secret file {p}: must hold a single line without control characters")
+        text = read_one_line(p, _MAX_SECRET_FILE_BYTES)
+    except CredentialError as exc:
+        raise SecretFileError(f"secret file {exc}") from None
     return Secret(text)

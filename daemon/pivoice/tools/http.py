@@ -19,13 +19,13 @@ import time
 from typing import Mapping
 from urllib.parse import quote, urlsplit
 
+from pivoice import credentials
+from pivoice.credentials import CredentialError
 from pivoice.tools import template
 from pivoice.tools.base import CallContext, Outcome, failure, success
 from pivoice.tools.specs import HttpSpec
 
-CREDENTIALS_VAR = "${CREDENTIALS_DIRECTORY}"
 ERROR_BODY_CHARS = 1024
-_TOKEN_FILE_MAX_BYTES = 16384
 _READ_BYTES = 65536
 
 
@@ -34,20 +34,19 @@ class ToolSetupError(Exception):
 
 
 def _expand(path: str, environ: Mapping[str, str], key: str) -> str:
-    if CREDENTIALS_VAR not in path:
-        return path
-    directory = environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        raise ToolSetupError(f"{key}: $CREDENTIALS_DIRECTORY is not set (is the credential loaded by the unit?)")
-    return path.replace(CREDENTIALS_VAR, directory)
+    try:
+        return credentials.expand(path, key, environ)
+    except CredentialError as exc:
+        raise ToolSetupError(str(exc)) from None
 
 
 def token_path(spec: HttpSpec, environ: Mapping[str, str]) -> str | None:
-    if spec.bearer_token_credential is not None:
-        return _expand(f"{CREDENTIALS_VAR}/{spec.bearer_token_credential}", environ, "bearer_token_credential")
-    if spec.bearer_token_file is not None:
-        return _expand(spec.bearer_token_file, environ, "bearer_token_file")
-    return None
+    try:
+        found = credentials.secret_path(spec.bearer_token_file, "bearer_token_file",
+                                        spec.bearer_token_credential, "bearer_token_credential", environ)
+    except CredentialError as exc:
+        raise ToolSetupError(str(exc)) from None
+    return found[1] if found else None
 
 
 def read_token(spec: HttpSpec, environ: Mapping[str, str]) -> str | None:
@@ -55,15 +54,9 @@ def read_token(spec: HttpSpec, environ: Mapping[str, str]) -> str | None:
     if path is None:
         return None
     try:
-        with open(path, "rb") as f:
-            raw = f.read(_TOKEN_FILE_MAX_BYTES + 1)
-    except OSError as exc:
-        raise ToolSetupError(f"cannot read the bearer token file {path}: {exc.strerror or type(exc).__name__}") \
-            from None
-    token = raw.decode("utf-8", "replace").strip()
-    if not token or len(raw) > _TOKEN_FILE_MAX_BYTES or any(c in token for c in "\r\n\0"):
-        raise ToolSetupError(f"the bearer token file {path} must hold one non-empty line")
-    return token
+        return credentials.read_one_line(path)
+    except CredentialError as exc:
+        raise ToolSetupError(f"the bearer token file {exc}") from None
 
 
 def _connection(spec: HttpSpec, url: str, environ: Mapping[str, str]) -> http.client.HTTPConnection:
