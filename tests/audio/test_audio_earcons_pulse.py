@@ -122,9 +122,14 @@ def test_earcons_reach_the_real_speaker_at_the_right_moments_in_order(pulse_rig,
     ms = lambda a, b: 1000 * (b - a) / RATE_HZ               # noqa: E731
     # (no audio is appended here, InertUplink: the listening earcon waits its whole hold after the press)
     hold_ms = 1000 * earcons.LISTENING_HOLD_S
-    assert abs(ms(listening, thinking) - (1000 * (t_turn - t_press) - hold_ms)) < 100
-    assert abs(ms(thinking, reply_at) - 1000 * (t_reply - t_turn)) < 100
-    assert abs(ms(listening, ended) - (1000 * (t_end - t_press) - hold_ms)) < 150
+    # On a loaded 2-core machine the recording's gaps drift from the events' by up to ~135 ms (118 in a
+    # CI run, 101-135 with two busy loops beside the test: each earcon starts the speaker stream afresh,
+    # the test's sleeps overshoot and parec can fall behind the monitor). The events are >= 500 ms apart,
+    # so a cue played at the wrong event still misses by far more than this tolerance.
+    tolerance_ms = 250
+    assert abs(ms(listening, thinking) - (1000 * (t_turn - t_press) - hold_ms)) < tolerance_ms
+    assert abs(ms(thinking, reply_at) - 1000 * (t_reply - t_turn)) < tolerance_ms
+    assert abs(ms(listening, ended) - (1000 * (t_end - t_press) - hold_ms)) < tolerance_ms
     print({c: (round(ms(0, at), 1), round(sc, 4)) for c, (at, sc) in found.items()}, "reply", round(ms(0, reply_at), 1),
           "events", [round(1000 * (t - t_press)) for t in (t_turn, t_reply, t_end)])
     kinds = [n.text if n.kind == "earcon" else n.kind for _, n in notes.all]
