@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -195,7 +196,10 @@ def test_status_url_follows_the_mint_url_rules():
 
 def test_process_sampler_reads_proc():
     sampler = ProcessSampler()
-    sum(i * i for i in range(200_000))
+    # CPU time is counted in 10 ms clock ticks: burn until at least two have been counted (bounded)
+    start_cpu_s, deadline = sum(os.times()[:2]), time.monotonic() + 5
+    while sum(os.times()[:2]) - start_cpu_s < 0.02 and time.monotonic() < deadline:
+        sum(i * i for i in range(20_000))
     time.sleep(0.06)
     got = sampler.sample()
     assert got["cpu_percent"] is not None and got["cpu_percent"] > 0

@@ -45,7 +45,7 @@ class Handler(BaseHTTPRequestHandler):
 def gone(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):   # reaped between open() and read(): ESRCH
         return True
 
 
