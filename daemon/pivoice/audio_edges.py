@@ -45,6 +45,11 @@ class AudioEdges:
             self._downlink.open(lambda: self._post(m.PlaybackDrained(self._clock())), self._on_error("speaker"))
         return path.begin(self._uplink_factory(self._mic.sample_rate_hz))
 
+    @property
+    def speaker_open(self) -> bool:
+        """A conversation's speaker is open now (the earcon player queues on it)."""
+        return self.path is not None and self._speaker_open
+
     def is_current(self, stopped: AudioStopped) -> bool:
         return stopped.opened == self._opens and self.path is not None
 

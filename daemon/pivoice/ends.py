@@ -30,6 +30,9 @@ CONNECT_TIMEOUT = "connect_timeout"
 TOKEN_FAILED = "token_failed"
 AUDIO_FAILED = "audio_failed"
 MUTED = "muted"   # the device was muted (ctl, MQTT) under a conversation
+# Ends that are no fault: all others count as abnormal (status light, MQTT, the fleet heartbeat).
+# "timer" is controller_timers.TIMER (an announcement session's end), named here to avoid a cycle.
+NORMAL = frozenset({USER, IDLE, MAX_DURATION, SHUTDOWN, "timer"})
 
 INFO, WARNING, ERROR = "info", "warning", "error"
 

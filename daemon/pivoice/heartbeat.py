@@ -22,6 +22,7 @@ import time
 from typing import Callable
 
 from pivoice import __version__
+from pivoice.ends import NORMAL as NORMAL_ENDS
 from pivoice.osthread import name_this_thread
 from pivoice.procstats import ProcessSampler
 from pivoice.tokens.keys import Secret, SecretFileError, TokenError
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 STATUS_PATH = "/v1/devices/status"
 MAX_REPORT_BYTES = 4096
 DEFAULT_MIN_GAP_S = 10.0
-NORMAL_END_CODES = frozenset({"user", "idle", "max_duration", "shutdown", "timer"})
 USAGE_INT_KEYS = ("input_text_tokens", "input_audio_tokens", "output_text_tokens", "output_audio_tokens")
 USAGE_FLOAT_KEYS = ("audio_sent_s", "audio_received_s")
 LAST_CONVERSATION_KEYS = ("started_at", "duration_s", "end_code", "press_to_first_append_ms",
@@ -98,7 +98,7 @@ class Heartbeat:
             if ended:
                 self._ends_seen += 1
                 code = status.get("last_end_code")
-                if code not in NORMAL_END_CODES:
+                if code not in NORMAL_ENDS:
                     self._abnormal_seen[str(code)] += 1
                 self._pending_end = True
         if ended:
@@ -171,7 +171,7 @@ class Heartbeat:
             watched_ends, watched_abnormal = self._ends_seen, dict(self._abnormal_seen)
         ends = status.get("ends")
         if isinstance(ends, dict):   # the runtime's own count (metrics), when it has one
-            abnormal = {str(k): int(_num(v)) for k, v in ends.items() if k not in NORMAL_END_CODES}
+            abnormal = {str(k): int(_num(v)) for k, v in ends.items() if k not in NORMAL_ENDS}
             total_ends = int(sum(_num(v) for v in ends.values()))
         else:
             abnormal, total_ends = watched_abnormal, watched_ends

@@ -98,8 +98,6 @@ class Metrics:
 
 TOKEN_KEYS = ("input_text_tokens", "input_audio_tokens", "output_text_tokens", "output_audio_tokens",
               "total_tokens")
-# "abnormal" ends (the fleet view counts them) are any code but these
-NORMAL_ENDS = frozenset({"user", "idle", "max_duration", "shutdown", "timer"})
 
 
 def _tokens_of(usage: dict) -> dict:

@@ -81,7 +81,6 @@ class Runtime:
         # earcons: the sounds by cue, in wire format (earcons.wire_clips); played beside the reply path
         self._earcons = EarconPlayer(earcon_clips or {}, controller.s.output_format, downlink, self._play.lock,
                                      self.post)
-        self._speaker_open = False      # the conversation opened the speaker
         self._reply_begun_s: float | None = None
         self._assistant.bind(self.post)
 
@@ -279,12 +278,11 @@ class Runtime:
         """Play (or hold: earcons.py) an earcon; None: a held one, if its time has come."""
         opened = self._audio.path is not None
         for played in self._earcons.offer(cue, self._clock(), appended=self.metrics.press_at_s is None,
-                                          audio_open=opened, speaker_open=opened and self._speaker_open):
+                                          audio_open=opened, speaker_open=self._audio.speaker_open):
             self._note(m.Note("earcon", f"earcon: {played}", "debug"))
 
     def _open_audio(self, speaker: bool) -> None:
         self._earcons.close_tail()   # an ended/error earcon still sounding gives way to the new conversation
-        self._speaker_open = speaker
         self.metrics.press_at_s = self._clock()
         self.metrics.conversations += 1
         self.metrics.figures.started(time.time(), self._clock())

@@ -19,6 +19,7 @@ import logging
 import threading
 from typing import Callable
 
+from pivoice import ends
 from pivoice.feedback_config import LightConfig
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ IDLE, LISTENING, THINKING, SPEAKING, ERROR, NO_KEY, MUTED = STATES = (
 ERROR_SHOWN_S = 3.0
 NO_PWM = "no PWM on this pin with this pin factory; use kind: led, or a pin factory with PWM (lgpio on a Pi)"
 # ends the user or the configuration asked for; any other end code shows the error state
-NORMAL_ENDS = frozenset({"user", "idle", "max_duration", "shutdown", "timer", None})
+NORMAL_ENDS = ends.NORMAL | {None}   # None: no conversation has ended yet
 NO_KEY_ENDS = frozenset({"token_failed"})
 TOKEN_FAILING = frozenset({"failed", "backing_off"})
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pivoice.metrics import NORMAL_ENDS   # the fleet view counts the same ends as abnormal
+from pivoice.ends import NORMAL as NORMAL_ENDS   # the fleet view counts the same ends as abnormal
 from pivoice.mqtt.config import MqttConfig
 
 TEXT_STATE_CHARS = 255
