@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 TEST_HOOKS_ENV = "PIVOICE_TEST_HOOKS"
 
 
-def controller_settings(cfg: Config, tool_declarations: list | None = None) -> Settings:
+def controller_settings(cfg: Config, tool_declarations: list | None = None,
+                        earcon_clips: dict[str, bytes] | None = None) -> Settings:
     td = cfg.session.turn_detection
     session = cfg.session.payload()
     if tool_declarations:   # the local tools go out with session.update (the key is minted without them)
@@ -49,7 +50,8 @@ def controller_settings(cfg: Config, tool_declarations: list | None = None) -> S
         mcp=cfg.mcp,
         speaker=cfg.session.output_audio,
         button_mode=cfg.button.mode,
-        cues=controller_cues(cfg.feedback, wire_clips(cfg.feedback, cfg.session.output_format)),
+        cues=controller_cues(cfg.feedback, earcon_clips if earcon_clips is not None
+                             else wire_clips(cfg.feedback, cfg.session.output_format)),
         rollover=cfg.conversation.rollover,
         carry_turns=cfg.conversation.carry_turns,
         max_conversation_s=cfg.conversation.max_conversation_s,
@@ -214,9 +216,10 @@ def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchd
     assistant, declarations = build_assistant(cfg, events, volume)
     warn_without_transcription(cfg.session.payload(), cfg.conversation.rollover, cfg.conversation.carry_turns)
     mqtt_factory = build_mqtt_factory(cfg)
+    clips = wire_clips(cfg.feedback, cfg.session.output_format)   # the earcons, converted once
     status_fanout = StatusFanout()   # the one fan-out every status watcher joins (watchers.py)
     runtime = Runtime(
-        Controller(controller_settings(cfg, declarations)),
+        Controller(controller_settings(cfg, declarations, clips)),
         mic=build_mic(cfg, portaudio),
         uplink_factory=build_uplink_factory(cfg),
         downlink=Downlink(build_speaker(cfg, portaudio), cfg.session.output_format, volume=volume),
@@ -225,7 +228,7 @@ def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchd
                                     connect_timeout_s=cfg.realtime.connect_timeout_s),
         on_note=on_note, notifier=notifier, watchdog_interval_s=watchdog_interval_s,
         assistant=assistant, events=events, on_status=status_fanout,
-        earcon_clips=wire_clips(cfg.feedback, cfg.session.output_format),
+        earcon_clips=clips,
     )
 
     def button_factory(post):
