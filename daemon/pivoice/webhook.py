@@ -18,7 +18,6 @@ import http.client
 import json
 import logging
 import socket
-import ssl
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 from pivoice.credentials import CredentialError, read_one_line
 from pivoice.osthread import name_this_thread
 from pivoice.loopback import url_problem
+from pivoice.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class WebhookSender:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self._timeout_s,
-                                               context=ssl.create_default_context())
+                                               context=client_context())
         else:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self._timeout_s)
         headers = {"Content-Type": "application/json", "User-Agent": "pivoice"}

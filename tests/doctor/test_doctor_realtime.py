@@ -9,6 +9,7 @@ import time
 import websocket
 
 from pivoice.doctor.realtime import RealtimeCheck
+from pivoice.tls import client_context
 from pivoice.tokens import EphemeralKey, Secret
 
 
@@ -34,8 +35,8 @@ class FakeSocket:
 def check_with(frames, make_ctx, timeout_s=0.2):
     sock, opened = FakeSocket(frames), []
 
-    def connect(url, header, timeout):
-        opened.append((url, header, timeout))
+    def connect(url, header, timeout, **options):
+        opened.append((url, header, timeout, options))
         return sock
     ctx = make_ctx()
     ctx.key = EphemeralKey(Secret("ek_fake123"), time.monotonic() + 60)
@@ -47,9 +48,10 @@ def test_session_created_is_ok_and_the_socket_is_closed_normally(make_ctx):
                                                                       "session": {"model": "gpt-realtime"}})]
     result, sock, opened = check_with(frames, make_ctx)
     assert result.status == "ok" and result.data["model"] == "gpt-realtime" and sock.closed_with == 1000
-    url, header, _ = opened[0]
+    url, header, _, options = opened[0]
     assert url == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
     assert header == ["Authorization: Bearer ek_fake123"]
+    assert options == {"sslopt": {"context": client_context()}}   # the daemon's trust (tls.py), not a new one
     assert "ek_fake123" not in json.dumps(result.data) + result.detail
 
 

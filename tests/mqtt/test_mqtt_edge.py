@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from support.mosquitto import Recorder, have_mosquitto, make_tls, running_broker
+from support.certs import make_tls
+from support.mosquitto import Recorder, have_mosquitto, running_broker
 
 from pivoice import messages as m
 from pivoice.audio.volume import Volume

@@ -20,14 +20,14 @@ READY_TIMEOUT_S = 15.0
 @dataclass
 class DevServer:
     port: int
-    url: str  # http://127.0.0.1:PORT
+    url: str  # http://127.0.0.1:PORT (https:// with --tls-cert)
     api_key: str
     event_log_path: Path
     process: subprocess.Popen
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/realtime"
+        return f"{'wss' if self.url.startswith('https:') else 'ws'}://127.0.0.1:{self.port}/v1/realtime"
 
 
 def _option(args: tuple[str, ...], name: str) -> str | None:
@@ -70,7 +70,8 @@ def run_dev_server(tmp_path: Path, *args: str, ready_timeout_s: float = READY_TI
                                    + stderr_path.read_text(errors="replace"))
             time.sleep(0.05)
         port = int(ready.read_text().strip())
-        yield DevServer(port, f"http://127.0.0.1:{port}", api_key, event_log, process)
+        scheme = "https" if _option(args, "--tls-cert") else "http"
+        yield DevServer(port, f"{scheme}://127.0.0.1:{port}", api_key, event_log, process)
     finally:
         if process.poll() is None:
             process.terminate()

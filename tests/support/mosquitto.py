@@ -21,6 +21,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from support.certs import Tls
 from support.tokenserver import free_port, stop_process
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -29,30 +30,6 @@ START_TIMEOUT_S = 10.0
 
 def have_mosquitto() -> bool:
     return Path(MOSQUITTO).exists()
-
-
-@dataclass
-class Tls:
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-
-def make_tls(work: Path) -> Tls:
-    """A self-signed CA and a server certificate for 127.0.0.1 signed by it (openssl, ~0.2 s)."""
-    work.mkdir(parents=True, exist_ok=True)
-    ca_key, ca, key, csr, cert = (work / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
-    ext = work / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
-        "-subj", "/CN=pivoice test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
-        "-days", "2", "-extfile", str(ext))
-    return Tls(ca, cert, key)
 
 
 @dataclass

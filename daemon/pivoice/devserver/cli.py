@@ -61,7 +61,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--audio-pace", type=float, default=4.0,
                    help="audio delta speed relative to real time; 0 = as fast as possible")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve https:// and wss:// with this certificate")
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
     args = p.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        p.error("--tls-cert and --tls-key go together")
+    for name in ("tls_cert", "tls_key"):
+        path = getattr(args, name)
+        if path is not None and not path.is_file():
+            p.error(f"--{name.replace('_', '-')} {path}: file not found")
     if args.audio_pace < 0 or args.max_session_s <= 0 or not 0 <= args.port <= 65535:
         p.error("--audio-pace must be >= 0, --max-session-s > 0 and --port 0..65535")
     return args
@@ -79,7 +87,7 @@ async def _serve(server: uvicorn.Server, sock: socket.socket, args: argparse.Nam
         await asyncio.sleep(0.02)
     if server.started:
         port = sock.getsockname()[1]
-        log.info("listening on http://%s:%d", args.host, port)
+        log.info("listening on %s://%s:%d", "https" if args.tls_cert else "http", args.host, port)
         if args.ready_file:
             _write_ready_file(args.ready_file, port)
     await task
@@ -104,7 +112,8 @@ def main(argv: list[str]) -> int:
                              audio_pace=args.audio_pace, max_session_s=args.max_session_s, event_log=event_log,
                              transcript=args.transcript, script=script, script_scope=args.script_scope)
     server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning", ws="websockets-sansio",
-                                           lifespan="off", timeout_graceful_shutdown=2))
+                                           lifespan="off", timeout_graceful_shutdown=2,
+                                           ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key))
     try:
         asyncio.run(_serve(server, sock, args))
     except KeyboardInterrupt:

@@ -43,6 +43,7 @@ class RealtimeCheck:
     def run(self, ctx: Context) -> Result:
         import websocket
         from pivoice.realtime.session import error_detail, session_url
+        from pivoice.tls import websocket_options
         url = session_url(ctx.cfg.realtime.url, ctx.cfg.session.payload().get("model"))
         shown = url.split("?", 1)[0]
         timeout_s = self._timeout_s or ctx.cfg.realtime.connect_timeout_s
@@ -50,7 +51,8 @@ class RealtimeCheck:
         data = {"url": url}
         started_s = self._monotonic()
         try:
-            ws = connect(url, header=[f"Authorization: Bearer {ctx.key.value.reveal()}"], timeout=timeout_s)
+            ws = connect(url, header=[f"Authorization: Bearer {ctx.key.value.reveal()}"], timeout=timeout_s,
+                         **websocket_options(url))   # the daemon's trust, so the check means what it says
         except websocket.WebSocketBadStatusException as exc:
             data["http_status"] = exc.status_code
             return Result(self.name, FAIL, f"{shown}: WebSocket upgrade refused with HTTP {exc.status_code}"

@@ -26,6 +26,7 @@ import websocket
 from pivoice import messages as m
 from pivoice.osthread import name_this_thread
 from pivoice.realtime.events import MAX_TEXT_CHARS, FrameParser
+from pivoice.tls import websocket_options
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class RealtimeConnection:
                 timeout=self._connect_timeout_s, enable_multithread=True,
                 # websocket-client checks UTF-8 in pure Python on every frame (a third of the daemon's
                 # busy time in profiles); json.loads rejects invalid UTF-8 anyway
-                skip_utf8_validation=True)
+                skip_utf8_validation=True, **websocket_options(self._url))
         except websocket.WebSocketBadStatusException as exc:
             self._emit_closed(None, handshake_refused(exc.status_code, exc.resp_body))
             return

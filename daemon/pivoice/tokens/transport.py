@@ -19,6 +19,7 @@ from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from pivoice.loopback import is_loopback
+from pivoice.tls import build_context, client_context
 from pivoice.tokens.keys import TokenError
 
 ENDPOINT_PATH = "/v1/realtime/client_secrets"
@@ -68,24 +69,26 @@ class UrllibTransport:
     a self-hosted backend with its own CA or self-signed certificate."""
 
     def __init__(self, ca_bundle: str | None = None):
-        if ca_bundle is not None:
+        self._context: ssl.SSLContext | None = None   # None: the shared system context, on first use
+        if ca_bundle is not None:   # a configured bundle is read at start-up, where its key is named
             path = Path(ca_bundle)
             if not path.is_file():
                 raise ValueError(f"CA bundle {ca_bundle}: file not found")
             try:
-                context = ssl.create_default_context(cafile=str(path))
+                self._context = build_context(str(path))
             except (ssl.SSLError, OSError) as exc:
                 raise ValueError(f"CA bundle {ca_bundle}: not a usable PEM certificate file "
                                  f"({getattr(exc, 'reason', None) or type(exc).__name__})") from None
-        else:
-            context = ssl.create_default_context()
-        context.check_hostname = True
-        context.verify_mode = ssl.CERT_REQUIRED
+        self._opener: urllib.request.OpenerDirector | None = None
+
+    def _build_opener(self) -> urllib.request.OpenerDirector:
+        # on first use: an http:// loopback backend never loads TLS at all (tls.py says what it costs)
         self._opener = urllib.request.build_opener(
             urllib.request.ProxyHandler({}),
-            urllib.request.HTTPSHandler(context=context),
+            urllib.request.HTTPSHandler(context=self._context or client_context()),
             _NoRedirect(),
         )
+        return self._opener
 
     def post_json(self, url: str, headers: dict, body: bytes, timeout_s: float) -> HttpResponse:
         where = f"backend {host_label(url)}"
@@ -93,7 +96,7 @@ class UrllibTransport:
         request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
         try:
             try:
-                response = self._opener.open(request, timeout=timeout_s)
+                response = (self._opener or self._build_opener()).open(request, timeout=timeout_s)
             except urllib.error.HTTPError as exc:
                 response = exc  # an error status is still a response we want to read
             with response:

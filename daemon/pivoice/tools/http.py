@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 from pivoice import credentials
 from pivoice.credentials import CredentialError
+from pivoice.tls import build_context, client_context
 from pivoice.tools import template
 from pivoice.tools.base import CallContext, Outcome, failure, success
 from pivoice.tools.specs import HttpSpec
@@ -65,7 +66,8 @@ def _connection(spec: HttpSpec, url: str, environ: Mapping[str, str]) -> http.cl
         return http.client.HTTPConnection(parts.hostname, parts.port, timeout=spec.timeout_s)
     cafile = _expand(spec.ca_file, environ, "ca_file") if spec.ca_file else None
     try:
-        context = ssl.create_default_context(cafile=cafile)
+        # a ca_file is read again per call (it may be rotated); the system's CAs are shared (tls.py)
+        context = build_context(cafile) if cafile else client_context()
     except (OSError, ssl.SSLError) as exc:
         raise ToolSetupError(f"cannot load ca_file {cafile}: {getattr(exc, 'strerror', None) or exc}") from None
     return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=spec.timeout_s, context=context)
