@@ -238,8 +238,10 @@ def main() -> int:
         if not args.skip_alsa_rss:
             figures["alsa"] = alsa_rss(out / "alsa-rss")
             a = figures["alsa"]
-            print(f"\n== plain ALSA (no sound server, no ALSA plugins): peak RSS {a['alsa_peak_rss_mib']:.1f} MiB "
-                  f"(target <= {TARGETS['alsa_peak_rss_mib']}: {mark(a, 'alsa_peak_rss_mib')}); reply played: "
+            print(f"\n== plain ALSA (no sound server, no ALSA plugins; https + wss): peak RSS "
+                  f"{a['alsa_peak_rss_mib']:.1f} MiB (target <= {TARGETS['alsa_peak_rss_mib']}: "
+                  f"{mark(a, 'alsa_peak_rss_mib')}; the first start, compiling the bytecode cache: "
+                  f"{a['alsa_first_start_peak_rss_mib']} MiB); reply played: "
                   f"{a['alsa_reply_played']}; plugin libraries loaded: {a['alsa_plugin_libraries'] or 'none'}")
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(no_nan(figures), indent=2) + "\n")

@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))   # the process launchers are shared with the e2e tests
 
+from support.certs import make_tls, trust_dir       # noqa: E402
 from support.fixtures_audio import make_speech_wav  # noqa: E402
 from support.stack import offline_stack, running    # noqa: E402
 
@@ -49,6 +50,10 @@ def unit_environment() -> dict[str, str]:
                 key, _, value = item.partition("=")
                 env[key] = value
     return env
+
+
+def pyc_count(cache: Path) -> int:
+    return sum(1 for _ in cache.rglob("*.pyc")) if cache.is_dir() else 0
 
 
 class PipeEnds:
@@ -123,11 +128,29 @@ def loaded_libraries(pid: int) -> list[str]:
     return sorted(libs)
 
 
+def converse(stack, config: dict, env: dict) -> dict:
+    """One daemon, one press, one conversation: its memory figures, libraries and timeline."""
+    out: dict = {}
+    with running(stack.daemon(config, env=env)) as daemon:
+        pid = daemon.process.pid
+        out["after_start_kib"] = peak_rss_kib(pid)
+        mark = len(daemon.timeline())   # the timeline file is appended to: a reused --out has old runs
+        daemon.ctl("press")
+        daemon.wait_for("ended", timeout_s=120, after=mark)
+        out["after_conversation_kib"] = peak_rss_kib(pid)
+        out["libraries"] = loaded_libraries(pid)
+        out["timeline"] = daemon.timeline()[mark:]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "out" / "alsa-rss"))
     parser.add_argument("--distro-alsa-conf", action="store_true",
                         help="read the distribution's alsa.conf (and its conf.d plugins) before ours, for comparison")
+    parser.add_argument("--tls", action="store_true",
+                        help="as on a Pi: the backend on https:// and the session on wss://, their test CA trusted "
+                             "through a hashed CA directory (SSL_CERT_DIR) holding the system's CAs too")
     args = parser.parse_args()
     work = Path(args.out).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -144,21 +167,33 @@ def main() -> int:
     ends = PipeEnds(mic, speaker, pcm, speaker_bytes_per_s=24000 * 2)
     ends.start()
     config_path = f"/usr/share/alsa/alsa.conf:{conf}" if args.distro_alsa_conf else str(conf)
-    result: dict = {"alsa_config_path": config_path}
+    result: dict = {"alsa_config_path": config_path, "unit_environment": unit_environment()}
+    env = {**unit_environment(), "ALSA_CONFIG_PATH": config_path}   # as the shipped unit runs it
+    cache = work / "pycache"
+    if "PYTHONPYCACHEPREFIX" in env:   # the unit's cache directory, kept here across runs as on a device
+        env["PYTHONPYCACHEPREFIX"] = str(cache)
+        env["PYTHONDONTWRITEBYTECODE"] = ""   # empty is unset for Python; the unit does not set it
+    servers: tuple = ()
+    policy: dict = {}
+    if args.tls:
+        made = make_tls(work / "tls")
+        os.environ.pop("SSL_CERT_FILE", None)
+        os.environ["SSL_CERT_DIR"] = str(trust_dir(work / "tls", made.ca_file))   # the servers and the daemon
+        servers = ("--tls-cert", str(made.cert_file), "--tls-key", str(made.key_file))
+        policy = {"tls": {"cert_file": str(made.cert_file), "key_file": str(made.key_file)}}
+    result["tls"] = args.tls
     try:
-        with offline_stack(work) as stack:
+        with offline_stack(work, *servers, **policy) as stack:
             config = stack.config(mic="default", speaker="default", conversation={"idle_timeout_s": 2})
-            env = {**unit_environment(), "ALSA_CONFIG_PATH": config_path}   # as the shipped unit runs it
-            result["unit_environment"] = unit_environment()
-            with running(stack.daemon(config, env=env)) as daemon:
-                pid = daemon.process.pid
-                result["after_start_kib"] = peak_rss_kib(pid)
-                mark = len(daemon.timeline())   # the timeline file is appended to: a reused --out has old runs
-                daemon.ctl("press")
-                daemon.wait_for("ended", timeout_s=120, after=mark)
-                result["after_conversation_kib"] = peak_rss_kib(pid)
-                result["libraries"] = loaded_libraries(pid)
-                timeline = daemon.timeline()[mark:]
+            if "PYTHONPYCACHEPREFIX" in env and pyc_count(cache) == 0:
+                # a device's first start after an install compiles the bytecode once; the figure is
+                # for every start after it, but the first one's peak is reported too
+                first = converse(stack, config, env)
+                result["first_start_peak_rss_mib"] = round(first["after_conversation_kib"]["VmHWM"] / 1024, 1)
+            result["bytecode_cache_pyc"] = pyc_count(cache)
+            measured = converse(stack, config, env)
+            result.update((k, v) for k, v in measured.items() if k != "timeline")
+            timeline = measured["timeline"]
     finally:
         ends.stop()
     result["timeline"] = [e["text"] for e in timeline]

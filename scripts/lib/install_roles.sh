@@ -3,6 +3,7 @@
 # Sourced after install.sh; uses the variables scripts/install sets from its options.
 
 DEVICE_UNIT=pivoice.service
+DEVICE_CACHE=/var/cache/pivoice   # the unit's CacheDirectory: derived bytecode, removed with the unit
 TOKEN_UNIT=pivoice-token-server.service
 DEVICE_CONFIG=$ETC_DIR/pivoice.yaml
 DEVICE_SECRET=$ETC_DIR/device-secret
@@ -49,10 +50,30 @@ device_install() {
   [ -n "$SECRET_SRC" ] && SECRET_WHAT="device secret" install_secret "$SECRET_SRC" "$DEVICE_SECRET"
   [ "$SECRET_CHANGED" = 1 ] && restart=1
   if install_unit "$DEVICE_UNIT"; then restart=1; fi
+  warm_bytecode
   check_device_config
   ensure_enabled "$DEVICE_UNIT"
   ensure_running "$DEVICE_UNIT" "$restart"
   restart_if_active "$TOKEN_UNIT"
+}
+
+# The unit runs Python with -OO and its bytecode in its CacheDirectory (/usr and /opt are read-only
+# there): compile what the daemon imports now, as its user, so the first start is not also a compile
+# (a 54 MiB peak RSS instead of 47, and seconds of CPU on a Pi Zero). Again after each package change.
+warm_bytecode() {
+  local env_args cache
+  env_args=$(sed -n 's/^Environment=//p' "$SRC/systemd/$DEVICE_UNIT" | tr ' ' '\n' | grep '^PYTHON' || true)
+  cache=$(sed -n 's/^PYTHONPYCACHEPREFIX=//p' <<< "$env_args")
+  [ -n "$cache" ] || return 0
+  if [ "${PACKAGE_CHANGED:-0}" = 0 ] && [ -n "$(find "$cache" -name '*.pyc' -print -quit 2>/dev/null)" ]; then
+    return 0
+  fi
+  ensure_dir "$(dirname "$cache")" 0750 pivoice pivoice
+  ensure_dir "$cache" 0750 pivoice pivoice
+  # shellcheck disable=SC2086  # NAME=VALUE words, none with spaces
+  change "compile the daemon's bytecode into $cache" \
+    bash -c 'cd "$1" && shift && runuser -u pivoice -- env "$@" -c "import pivoice.app"' _ "$cache" \
+    $env_args "$VENV_DIR/bin/python"
 }
 
 check_device_config() {
@@ -185,7 +206,7 @@ remove_accounts() {   # only those this script created (recorded in $ACCOUNTS_RE
 uninstall_role() {
   if [ "$ROLE" = device ]; then
     remove_unit "$DEVICE_UNIT"
-    remove_path "$UDEV_RULE"
+    remove_path "$UDEV_RULE" "$DEVICE_CACHE"
     [ "$PURGE" = 1 ] && { remove_path "$DEVICE_CONFIG" "$DEVICE_SECRET"; remove_accounts pivoice gpio; }
     [ -f "$UNIT_DIR/$TOKEN_UNIT" ] && { say "kept $VENV_DIR ($TOKEN_UNIT still uses it)"; return 0; }
   else

@@ -139,6 +139,33 @@ def test_a_second_install_changes_nothing(pi):
     assert {unit: ct.wait_active(unit) for unit in (DAEMON, BACKEND)} == pids, "a second install restarted a unit"
 
 
+def test_bytecode_for_optimize_2_is_compiled_once_not_at_every_start(pi):
+    """The unit runs Python with -OO (docstrings out of memory) and PYTHONPYCACHEPREFIX in its
+    CacheDirectory: Debian ships no *.opt-2.pyc and /usr, /opt are read-only to the daemon, so
+    without the cache every start would compile the daemon, numpy and the stdlib again."""
+    ct = pi.ct
+    pid = ct.wait_active(DAEMON)
+    environ = ct.run(["cat", f"/proc/{pid}/environ"], check=True).stdout.split("\0")
+    assert "PYTHONOPTIMIZE=2" in environ, environ
+    cache = "/var/cache/pivoice/pycache"
+    listing = ct.sh(f"find {cache} -name '*.pyc' -printf '%u %p\\n'", check=True).stdout.splitlines()
+    paths = [line.split(" ", 1)[1] for line in listing]
+    assert {line.split(" ", 1)[0] for line in listing} == {"pivoice"}, listing[:5]
+    for module in ("/usr/lib/python3.11/json/__init__.cpython-311.opt-2.pyc",                # the stdlib
+                   "/site-packages/numpy/__init__.cpython-311.opt-2.pyc",
+                   "/site-packages/pivoice/app.cpython-311.opt-2.pyc"):
+        assert any(p.endswith(module) for p in paths), f"{module} not in {cache} ({len(paths)} files)"
+    ct.run(["touch", "/run/pivoice-bytecode-mark"], check=True)
+    try:
+        ct.run(["systemctl", "restart", DAEMON], check=True, timeout_s=60)
+        ct.wait_active(DAEMON, not_pid=pid)
+        ct.wait_until("the daemon's key fetch", lambda: pi.status()["token"].get("state") == "ok", timeout_s=30)
+        fresh = ct.sh(f"find {cache} -name '*.pyc' -newer /run/pivoice-bytecode-mark", check=True).stdout.split()
+    finally:
+        ct.run(["rm", "-f", "/run/pivoice-bytecode-mark"])
+    assert fresh == [], f"a restart compiled again: {fresh[:10]}"
+
+
 def test_sighup_applies_a_good_config_and_refuses_a_bad_one(pi):
     ct = pi.ct
     pid = ct.wait_active(DAEMON)
