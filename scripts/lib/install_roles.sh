@@ -58,8 +58,9 @@ device_install() {
 }
 
 # The unit runs Python with -OO and its bytecode in its CacheDirectory (/usr and /opt are read-only
-# there): compile what the daemon imports now, as its user, so the first start is not also a compile
-# (a 54 MiB peak RSS instead of 47, and seconds of CPU on a Pi Zero). Again after each package change.
+# there): compile what the daemon imports now (pivoice/warm.py), as its user, so the first start is not
+# also a compile (52-54 MiB peak RSS instead of 47, and seconds of CPU on a Pi Zero). Again after each
+# package change.
 warm_bytecode() {
   local env_args cache
   env_args=$(sed -n 's/^Environment=//p' "$SRC/systemd/$DEVICE_UNIT" | tr ' ' '\n' | grep '^PYTHON' || true)
@@ -72,7 +73,7 @@ warm_bytecode() {
   ensure_dir "$cache" 0750 pivoice pivoice
   # shellcheck disable=SC2086  # NAME=VALUE words, none with spaces
   change "compile the daemon's bytecode into $cache" \
-    bash -c 'cd "$1" && shift && runuser -u pivoice -- env "$@" -c "import pivoice.app"' _ "$cache" \
+    bash -c 'cd "$1" && shift && runuser -u pivoice -- env "$@" -m pivoice.warm >/dev/null' _ "$cache" \
     $env_args "$VENV_DIR/bin/python"
 }
 

@@ -13,10 +13,12 @@ So the test holds pivoice to exactly the email modules those two bring, no more.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import wave
+from pathlib import Path
 
 import pytest
 import yaml
@@ -32,6 +34,7 @@ RUN_IMPORTS = textwrap.dedent("""
     import importlib, json, os, sys, sysconfig
     def rss_kib():
         return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
+    site = sysconfig.get_paths()["purelib"]   # before at_start: what it imports is the measurement's own
     at_start = set(sys.modules)
     from pivoice import cli
     app = importlib.import_module(cli.COMMANDS["run"][0])
@@ -39,10 +42,12 @@ RUN_IMPORTS = textwrap.dedent("""
     from pivoice.config import load
     daemon = app.build(load(sys.argv[1]))
     daemon.discard()
-    site = sysconfig.get_paths()["purelib"]
     third_party = sorted({name.split(".")[0] for name, module in list(sys.modules.items())
                           if name not in at_start and (getattr(module, "__file__", None) or "").startswith(site)})
-    print(json.dumps({"modules": sorted(sys.modules), "third_party": third_party,
+    sources = sorted({f for name, m in list(sys.modules.items())   # frozen stdlib modules have no bytecode file
+                      if name not in at_start and (f := getattr(m, "__file__", None) or "").endswith(".py")
+                      and getattr(getattr(m, "__spec__", None), "origin", None) != "frozen"})
+    print(json.dumps({"modules": sorted(sys.modules), "third_party": third_party, "sources": sources,
                       "threads": len(os.listdir("/proc/self/task")),
                       "rss_kib": {"import": after_import_kib, "built": rss_kib()}}))
 """)
@@ -124,3 +129,23 @@ def test_the_command_line_alone_imports_no_subcommand():
     modules = run_python("import json, sys; from pivoice import cli; "
                          "print(json.dumps({'modules': sorted(sys.modules)}))")["modules"]
     assert sorted(m for m in modules if m.startswith("pivoice")) == ["pivoice", "pivoice.cli"]
+
+
+ONLY_WITH_DOCSTRINGS = ("numpy/_typing/_add_docstring.py",)   # numpy skips it under -OO
+
+
+def test_warm_compiles_every_module_pivoice_run_imports(run_set, tmp_path):
+    """scripts/install fills the unit's bytecode cache with `python -m pivoice.warm` (-OO, the cache as
+    PYTHONPYCACHEPREFIX): every module with a source file that building the daemon imports must be
+    in it, or the first start compiles them (a higher peak RSS, seconds of CPU on a Pi Zero)."""
+    cache = tmp_path / "pycache"
+    env = {**os.environ, "PYTHONOPTIMIZE": "2", "PYTHONPYCACHEPREFIX": str(cache), "PYTHONDONTWRITEBYTECODE": ""}
+    done = subprocess.run([sys.executable, "-m", "pivoice.warm"], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    compiled = {str(p) for p in cache.rglob("*.opt-2.pyc")}
+    expected = {source: cache / Path(source).parent.relative_to("/")
+                / f"{Path(source).stem}.{sys.implementation.cache_tag}.opt-2.pyc" for source in run_set["sources"]}
+    missing = sorted(source for source, pyc in expected.items() if str(pyc) not in compiled
+                     and not source.endswith(ONLY_WITH_DOCSTRINGS))
+    assert len(expected) > 200 and missing == [], missing
