@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import wave
 from pathlib import Path
 
@@ -26,6 +27,18 @@ TOOLS_QUESTION = "What time is it?"
 # get_time answers {time: ISO 8601 local time, weekday, timezone, utc_offset} (tools/builtin.py)
 TOOLS_SCRIPT = {"turns": [{"calls": [{"name": "get_time", "arguments": {}}],
                            "then_say": "It is {output.time}, a {output.weekday}."}]}
+
+
+def settle(daemon, timeout_s: float = 2.0) -> None:
+    """The light goes idle a few ms after the end's line: wait for it, or stopping the daemon at once
+    can cut it from the timeline (the light is a mock LED here; a real one is switched off at stop)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        entries = daemon.timeline()
+        ended = max(i for i, e in enumerate(entries) if e["kind"] == "ended")
+        if any(e["kind"] == "light" and e["text"] == "light: idle" for e in entries[ended:]):
+            return
+        time.sleep(0.02)
 
 
 def main() -> int:
@@ -67,6 +80,7 @@ def main() -> int:
             daemon.ctl("press")
             try:
                 daemon.wait_for("ended", timeout_s=60)
+                settle(daemon)
             except AssertionError as exc:
                 print(exc, file=sys.stderr)
             status = daemon.status()

@@ -60,7 +60,9 @@ class Wired:
 
 
 def threads_named(name: str) -> int:
-    return sum(1 for t in threading.enumerate() if t.name == name and t.is_alive())
+    """Pending timers of that name: a cancelled one (finished) may linger a moment before its thread exits."""
+    return sum(1 for t in threading.enumerate() if t.name == name and t.is_alive()
+               and not (isinstance(t, threading.Timer) and t.finished.is_set()))
 
 
 def bounce_press(pin) -> None:
@@ -215,7 +217,8 @@ def test_both_buttons_start_no_thread_and_leave_none_behind(factory):
     try:
         assert set(threading.enumerate()) - before == set()
         wired.pin.drive_low()
-        assert threads_named("button-hold") == 1
+        # only ours: an earlier test's cancelled timer thread may not have exited yet (seen in a full run)
+        assert [t.name for t in set(threading.enumerate()) - before] == ["button-hold"]
         time.sleep(0.07)
         wired.pin.drive_high()
         wired.buttons.second.pin.drive_low()
