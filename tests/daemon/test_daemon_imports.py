@@ -17,11 +17,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import wave
 from pathlib import Path
 
 import pytest
-import yaml
+
+from pivoice.warm import write_throwaway_config
 
 KEPT_OUT = ("starlette", "uvicorn", "httpx", "psycopg", "pydantic", "openai", "websockets", "anyio",
             "pivoice.devserver", "pivoice.tokenserver", "pivoice.doctor", "pivoice.preflight", "http.server",
@@ -61,25 +61,7 @@ def run_python(code: str, *args: str) -> dict:
 
 @pytest.fixture(scope="module")
 def run_set(tmp_path_factory) -> dict:
-    work = tmp_path_factory.mktemp("imports")
-    wav = work / "mic.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\0\0" * 160)
-    secret = work / "device-secret"
-    secret.write_text("s" * 43 + "\n")
-    secret.chmod(0o600)
-    config = {
-        "button": {"pin": "GPIO17", "pin_factory": "mock"},
-        "control": {"socket_path": str(work / "control.sock")},
-        "audio": {"input": {"device": f"wav:{wav}"}, "output": {"device": f"wav:{work / 'reply.wav'}"}},
-        "realtime": {"url": "ws://127.0.0.1:9/v1/realtime"},
-        "tokens": {"backend_url": "http://127.0.0.1:9", "device_id": "kitchen", "secret_file": str(secret)},
-    }
-    path = work / "pivoice.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_throwaway_config(tmp_path_factory.mktemp("imports"))   # what scripts/install warms with
     return run_python(RUN_IMPORTS, str(path))
 
 
