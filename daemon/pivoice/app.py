@@ -196,7 +196,7 @@ def build_light_factory(cfg: Config, pin_factory, on_note=None):
 
 def build(cfg: Config, *, on_note=None, notifier: Notifier | None = None, watchdog_interval_s: float | None = None,
           test_hooks: bool = False) -> Daemon:
-    from pivoice.audio.devices import PortAudioHost, warm_up
+    from pivoice.audio.host import PortAudioHost, warm_up
     from pivoice.audio.downlink import Downlink
     from pivoice.audio.volume import Volume
     from pivoice.button import ButtonError, Buttons, make_pin_factory

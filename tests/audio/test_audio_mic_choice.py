@@ -7,9 +7,10 @@ import pyaudio
 import pytest
 
 from pivoice.audio.capture import PyAudioMic
-from pivoice.audio.devices import PortAudioHost
+from pivoice.audio.playback import PyAudioSpeaker
+from pivoice.audio.host import PortAudioHost
 from pivoice.audio.ports import AudioDeviceError
-from support.audio_fakes import close_mic
+from support.audio_fakes import Groups, close_mic
 from support.fixtures_audio import FakePyAudio
 
 USB_MIC = {"name": "USB PnP Sound Device: Audio (hw:1,0)", "inputs": {44100: (1,), 48000: (1,)}}
@@ -53,6 +54,69 @@ def test_portaudio_host_is_shared_and_re_enumerates_for_a_hot_plugged_device():
     close_mic(mic, after.streams[0])
     with pytest.raises(AudioDeviceError, match="respeaker"):
         PyAudioMic("respeaker", portaudio=host).open(lambda frames: None)
+
+
+USB_SPEAKER = {"name": "UACDemoV1.0: USB Audio (hw:3,0)", "outputs": {48000: (2,)}}
+
+
+def snapshots(*device_lists):
+    """A pyaudio factory whose every initialisation sees the next device list (the last one repeats)."""
+    made: list[FakePyAudio] = []
+
+    def factory():
+        made.append(FakePyAudio(device_lists[min(len(made), len(device_lists) - 1)]))
+        return made[-1]
+    return factory, made
+
+
+def test_a_missing_speaker_is_never_looked_for_again_under_the_open_mic():
+    # Re-enumerating means Pa_Terminate, which frees the open mic stream under its reader: the real
+    # daemon crashed (SIGSEGV) at every press with a working mic and an unplugged USB speaker
+    factory, made = snapshots([USB_MIC])
+    host = PortAudioHost(factory)
+    mic, speaker = PyAudioMic("usb pnp", portaudio=host), PyAudioSpeaker("uacdemo", portaudio=host)
+    groups = Groups()
+    mic.open(groups)                # nothing open yet: the served speaker is missing, so the list is read again
+    assert len(made) == 2 and made[0].terminated and made[0].closed_by_terminate == []
+    with pytest.raises(AudioDeviceError, match="no audio output device matches 'uacdemo'; outputs available"):
+        speaker.open(lambda: None)
+    assert len(made) == 2 and not made[1].terminated and host.open_streams == 1   # the mic's stream untouched
+    mic_stream = made[1].streams[0]
+    mic_stream.feed(bytes(1920 + 5 * 1920))   # the first 20 ms frame, then a 100 ms block at 48 kHz
+    groups.wait_frames(6)           # and its reader still reads
+    close_mic(mic, mic_stream)
+    assert host.open_streams == 0 and made[1].closed_by_terminate == []
+
+
+def test_a_speaker_plugged_in_after_start_up_is_found_at_the_next_press_although_the_mic_opens_first():
+    factory, made = snapshots([USB_MIC], [USB_MIC], [USB_MIC, USB_SPEAKER])
+    host = PortAudioHost(factory)
+    mic, speaker = PyAudioMic("usb pnp", portaudio=host), PyAudioSpeaker("uacdemo", portaudio=host)
+    mic.open(lambda frames: None)
+    with pytest.raises(AudioDeviceError):
+        speaker.open(lambda: None)
+    close_mic(mic, made[-1].streams[0])
+    # the speaker is plugged in; at the next press the mic's lookup notices the served speaker is
+    # missing from the snapshot and reads the list again while nothing is open
+    mic.open(lambda frames: None)
+    speaker.open(lambda: None)
+    assert len(made) == 3 and speaker.device_name == USB_SPEAKER["name"] and host.open_streams == 2
+    assert all(pa.closed_by_terminate == [] for pa in made)
+    close_mic(mic, made[2].streams[0])
+    speaker.close()
+    assert host.open_streams == 0 and made[2].streams[1].closed
+
+
+def test_portaudio_host_with_every_served_device_present_never_re_enumerates():
+    factory, made = snapshots([USB_MIC, USB_SPEAKER])
+    host = PortAudioHost(factory)
+    mic, speaker = PyAudioMic("usb pnp", portaudio=host), PyAudioSpeaker("uacdemo", portaudio=host)
+    for _ in range(3):              # three conversations: one initialisation (~80 ms on a Pi) in all
+        mic.open(lambda frames: None)
+        speaker.open(lambda: None)
+        close_mic(mic, made[0].streams[-2])
+        speaker.close()
+    assert len(made) == 1 and not made[0].terminated and host.open_streams == 0
 
 
 def test_mic_errors_list_inputs_and_rates():

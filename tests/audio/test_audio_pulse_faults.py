@@ -8,6 +8,9 @@ which stalls the stream without ending it.
 """
 
 import re
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -120,3 +123,44 @@ def test_mic_stream_killed_mid_conversation_reports_once(pulse_rig, pulse_cli):
     assert re.fullmatch(f"input 'default': reading failed: {DEAD_STREAM}", watched.errors[0][1]), watched.errors
     assert watched.errors[0][0] - killed_at < 1.0
     assert mic.stats()["stream_errors"] == 1
+
+
+# Run in a child process: before the fix this crashed the interpreter (SIGSEGV), which would have
+# taken the whole test session with it.
+MISSING_SPEAKER_UNDER_A_READING_MIC = textwrap.dedent("""
+    import time
+    from pivoice.audio.capture import PyAudioMic
+    from pivoice.audio.host import PortAudioHost
+    from pivoice.audio.playback import PyAudioSpeaker
+    from pivoice.audio.ports import AudioDeviceError
+
+    host = PortAudioHost()
+    mic = PyAudioMic("default", 16000, 20, portaudio=host)
+    speaker = PyAudioSpeaker("UACDemo USB speaker", 48000, portaudio=host)
+    for press in range(3):
+        frames = []
+        mic.open(frames.append)
+        time.sleep(0.25)                      # the reader is inside a blocking read now
+        try:
+            speaker.open(lambda: None)
+        except AudioDeviceError as exc:
+            print("speaker:", str(exc).splitlines()[0])
+        before = len(frames)
+        time.sleep(0.25)
+        print("press", press, "mic still reading:", len(frames) > before, "open streams:", host.open_streams)
+        mic.close()
+    print("closed, open streams:", host.open_streams)
+""")
+
+
+def test_a_missing_speaker_looked_up_while_the_mic_reads_leaves_the_mic_alone(pulse_rig):
+    """Each press: the mic opens and reads, then the speaker is looked up and is not there. Reading
+    PortAudio's device list again at that point (Pa_Terminate) frees the mic's stream under its
+    reader: SIGSEGV on the first press (reproduced on this rig before the fix)."""
+    run = subprocess.run([sys.executable, "-X", "faulthandler", "-c", MISSING_SPEAKER_UNDER_A_READING_MIC],
+                         env=pulse_rig.env(), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, f"exit {run.returncode}:\n{run.stdout}\n{run.stderr[-3000:]}"
+    lines = run.stdout.splitlines()
+    assert lines == [line for press in range(3) for line in (
+        "speaker: no audio output device matches 'UACDemo USB speaker'; outputs available:",
+        f"press {press} mic still reading: True open streams: 1")] + ["closed, open streams: 0"], run.stdout

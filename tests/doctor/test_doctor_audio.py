@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from pivoice.audio.devices import PortAudioHost
+from pivoice.audio.host import PortAudioHost
 from pivoice.doctor.audio import MicCheck, SpeakerCheck, levels
 from support.fixtures_audio import read_wav, tone, write_wav
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from pivoice.audio.capture import PyAudioMic
-from pivoice.audio.devices import PortAudioHost
+from pivoice.audio.host import PortAudioHost
 from pivoice.audio.playback import PyAudioSpeaker
 from pivoice.realtime.scripted import ScriptedConnector, reply_events
 from support.audio_fakes import DEVICE_GONE

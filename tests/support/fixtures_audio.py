@@ -61,6 +61,7 @@ class FakePyAudio:
         self.open_error = open_error
         self.streams: list[FakeStream] = []
         self.terminated = False
+        self.closed_by_terminate: list[FakeStream] = []
 
     def __call__(self) -> "FakePyAudio":  # lets the instance itself serve as pyaudio_factory
         return self
@@ -104,6 +105,11 @@ class FakePyAudio:
         return stream
 
     def terminate(self) -> None:
+        # PyAudio closes every stream it still has open, then Pa_Terminate frees them: an audio thread
+        # inside one of them then crashes the real process, so tests assert this list stays empty
+        self.closed_by_terminate = [s for s in self.streams if not s.closed]
+        for stream in self.closed_by_terminate:
+            stream.close()
         self.terminated = True
 
 

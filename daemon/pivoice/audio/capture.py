@@ -17,6 +17,7 @@ from typing import Any, Callable
 import pyaudio
 
 from pivoice.audio import devices
+from pivoice.audio.host import PortAudioHost
 from pivoice.audio.codec import to_mono
 from pivoice.audio.health import STREAM_STALL_S, StreamWatch, XrunLog, failure, watch_blocking
 from pivoice.audio.ports import AudioDeviceError, OnError, OnFrames
@@ -51,7 +52,7 @@ class PyAudioMic:
 
     def __init__(self, device: str = "default", sample_rate_hz: int | None = None, frame_ms: int = 20, *,
                  block_ms: int = 100, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio,
-                 portaudio: devices.PortAudioHost | None = None,
+                 portaudio: PortAudioHost | None = None,
                  monotonic: Callable[[], float] = time.monotonic, stall_s: float = STREAM_STALL_S) -> None:
         if block_ms % frame_ms:
             raise ValueError(f"block_ms {block_ms} is not a multiple of frame_ms {frame_ms}")
@@ -60,7 +61,8 @@ class PyAudioMic:
         self.sample_rate_hz = sample_rate_hz or 0
         self.frame_ms, self.block_ms = frame_ms, block_ms
         # the daemon passes one host for mic and speaker; standalone use gets a private one
-        self._host = portaudio or devices.PortAudioHost(pyaudio_factory)
+        self._host = portaudio or PortAudioHost(pyaudio_factory)
+        self._host.serve(device, devices.INPUT)
         self._clock = monotonic
         self._pa: Any = None
         self._stream: Any = None
@@ -84,9 +86,9 @@ class PyAudioMic:
             frame_samples = rate_hz * self.frame_ms // 1000
             self._watch.arm(on_error)
             try:
-                self._stream = self._pa.open(format=pyaudio.paInt16, channels=self._channels, rate=rate_hz,
-                                             input=True, input_device_index=index,
-                                             frames_per_buffer=2 * frame_samples)
+                self._stream = self._host.open_stream(format=pyaudio.paInt16, channels=self._channels, rate=rate_hz,
+                                                      input=True, input_device_index=index,
+                                                      frames_per_buffer=2 * frame_samples)
             except (OSError, ValueError) as exc:
                 raise AudioDeviceError(f"cannot open audio input [{index}] {self.device_name!r} at {rate_hz} Hz, "
                                        f"{self._channels} ch: {exc} (busy or unplugged?)") from exc
@@ -94,32 +96,46 @@ class PyAudioMic:
             self._watch.disarm()
             self._pa = None
             raise
-        self._closing.clear()
+        # each reader gets its own flag: one left stuck in the driver by close() must stay closed
+        # when the next conversation opens
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._read_loop, name="mic", daemon=True,
-                                        args=(self._stream, on_frames, frame_samples))
+                                        args=(self._stream, on_frames, frame_samples, self._closing))
         self._thread.start()
         log.info("mic: [%d] %r at %d Hz, %d ch, %d ms frames read %d ms at a time", index, self.device_name,
                  rate_hz, self._channels, self.frame_ms, self.block_ms)
 
-    def _read_loop(self, stream: Any, on_frames: OnFrames, frame_samples: int) -> None:
+    def _read_loop(self, stream: Any, on_frames: OnFrames, frame_samples: int, closing: threading.Event) -> None:
         name_this_thread("mic")
+        try:
+            self._read(stream, on_frames, frame_samples, closing)
+        finally:
+            # Only this thread may close the stream: closing it while a read is inside PortAudio frees
+            # memory the read still uses (a crash, not an error). So close() waits for us, and a reader
+            # stuck in the driver takes its stream with it when the driver lets go.
+            error = self._host.close_stream(stream)
+            if error is not None:
+                level = logging.DEBUG if self._watch.failed else logging.WARNING   # already reported
+                log.log(level, "mic %r: error while closing: %s", self.device_name, error)
+
+    def _read(self, stream: Any, on_frames: OnFrames, frame_samples: int, closing: threading.Event) -> None:
         frame_bytes = 2 * frame_samples
         frames_per_block = self.block_ms // self.frame_ms
         period_s = 2 * self.frame_ms / 1000
         n_samples, captured_s, started_s, shortfall_s = frame_samples, 0.0, None, 0.0
-        while not self._closing.is_set():
+        while not closing.is_set():
             try:
                 self._watch.busy()
-                if started_s is None and not self._await_first_frame(stream, frame_samples):
+                if started_s is None and not self._await_first_frame(stream, frame_samples, closing):
                     break
                 data = stream.read(n_samples, exception_on_overflow=False)
                 self._watch.idle()
-                if self._closing.is_set():
+                if closing.is_set():
                     break
                 pcm = to_mono(data, self._channels)
                 on_frames([pcm[i:i + frame_bytes] for i in range(0, len(pcm), frame_bytes)])
             except Exception as exc:   # see ports.py: report once and end; PortAudio raises OSError on a lost device
-                if not self._closing.is_set():
+                if not closing.is_set():
                     self._watch.fail(failure(f"input {self.device_name!r}", "reading", exc))
                 return
             now_s = self._clock()
@@ -133,7 +149,7 @@ class PyAudioMic:
                     shortfall_s = late_s
             n_samples = frames_per_block * frame_samples
 
-    def _await_first_frame(self, stream: Any, frame_samples: int) -> bool:
+    def _await_first_frame(self, stream: Any, frame_samples: int, closing: threading.Event) -> bool:
         """Wait, sleeping, until the stream holds the first frame; False if closed meanwhile.
 
         Why not just read: until a freshly started capture stream delivers its first period, PortAudio's
@@ -144,7 +160,7 @@ class PyAudioMic:
         """
         step_s = self.frame_ms / 4000
         while stream.get_read_available() < frame_samples:
-            if self._closing.wait(step_s):
+            if closing.wait(step_s):
                 return False
         return True
 
@@ -158,19 +174,13 @@ class PyAudioMic:
     def close(self) -> None:
         self._watch.disarm()
         self._closing.set()
-        thread, stream = self._thread, self._stream
+        thread = self._thread
         self._thread = self._stream = self._pa = None
         if thread is not None:
-            # the current read ends within block_ms; a stalled device gets no longer than this
+            # the current read ends within block_ms, and the reader then closes the stream; a stalled
+            # device gets no longer than this, and keeps its stream until the driver returns
             thread.join(self.block_ms / 1000 + 1.0)
             if thread.is_alive():
-                log.warning("mic %r: the reader is stuck in the driver; closing the stream under it",
-                            self.device_name)
-        if stream is not None:
-            try:
-                stream.stop_stream()
-                stream.close()
-            except OSError as exc:
-                level = logging.DEBUG if self._watch.failed else logging.WARNING   # already reported
-                log.log(level, "mic %r: error while closing: %s", self.device_name, exc)
+                log.warning("mic %r: the reader is stuck in the driver; its stream will be closed when the "
+                            "driver returns (until then the device may be busy)", self.device_name)
         # the PortAudio host stays initialised for the next conversation (see PortAudioHost)

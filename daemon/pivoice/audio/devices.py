@@ -132,51 +132,13 @@ def _listing(pa: Any, direction: str) -> str:
     return "\n".join(lines) or "  (no devices at all; is the USB device plugged in and the user in group 'audio'?)"
 
 
-class PortAudioHost:
-    """One PortAudio initialisation shared by the mic and the speaker.
-
-    Pa_Initialize enumerates every ALSA device (measured: 80 ms), so paying it on each press would
-    be most of press-to-first-audio. The device list it takes is a snapshot, though: `refresh()`
-    re-enumerates, which `open_device()` does once when the wanted device is missing, so a USB mic
-    plugged in after start-up is still found. Controller thread only.
-    """
-
-    def __init__(self, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio) -> None:
-        self._factory = pyaudio_factory
-        self._pa: Any = None
-
-    def get(self) -> Any:
-        if self._pa is None:
-            quiet_native_audio_logs()
-            self._pa = self._factory()
-        return self._pa
-
-    def refresh(self) -> Any:
-        self.terminate()
-        return self.get()
-
-    def find(self, wanted: str, direction: str) -> tuple[Any, int, str]:
-        """(pa, index, name), re-enumerating once if the device is not in the current snapshot."""
-        try:
-            return (self.get(), *find_device(self.get(), wanted, direction))
-        except AudioDeviceError:
-            pa = self.refresh()
-            return (pa, *find_device(pa, wanted, direction))
-
-    def terminate(self) -> None:
-        pa, self._pa = self._pa, None
-        if pa is not None:
-            pa.terminate()
-
-
-def find_device(pa: Any, wanted: str, direction: str) -> tuple[int, str]:
-    """Index and name of the `direction` device named `wanted` ("default" or a case-insensitive
-    substring; an exact name wins over substring matches, else the first match)."""
+def matching_devices(pa: Any, wanted: str, direction: str) -> list[tuple[int, str]]:
+    """(index, name) of every `direction` device `wanted` names, the default device first for "default"."""
     if wanted == "default":
         try:
             info = (pa.get_default_input_device_info() if direction == INPUT
                     else pa.get_default_output_device_info())
-            return int(info["index"]), str(info["name"])
+            return [(int(info["index"]), str(info["name"]))]
         except (OSError, IOError):
             pass  # no default device: fall through to a name match, which then explains
     matches = []
@@ -184,6 +146,13 @@ def find_device(pa: Any, wanted: str, direction: str) -> tuple[int, str]:
         info = pa.get_device_info_by_index(index)
         if _max_channels(info, direction) > 0 and wanted.lower() in str(info["name"]).lower():
             matches.append((index, str(info["name"])))
+    return matches
+
+
+def find_device(pa: Any, wanted: str, direction: str) -> tuple[int, str]:
+    """Index and name of the `direction` device named `wanted` ("default" or a case-insensitive
+    substring; an exact name wins over substring matches, else the first match)."""
+    matches = matching_devices(pa, wanted, direction)
     if not matches:
         raise AudioDeviceError(f"no audio {direction} device matches {wanted!r}; {direction}s available:\n"
                                f"{_listing(pa, direction)}")
@@ -248,16 +217,3 @@ def main(argv: list[str], pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio) 
     else:
         sys.stdout.write(format_table(devices))
     return 0
-
-
-def warm_up(portaudio: "PortAudioHost", input_device: str, output_device: str, wav_prefix: str) -> None:
-    """Initialise PortAudio now (80 ms the first press would otherwise pay) and report a missing
-    device at start-up. Not fatal: a USB device may be plugged in later, and each press says it again.
-    Devices named `wav:...` are files, not PortAudio's. Main thread, at start-up."""
-    for direction, device in ((INPUT, input_device), (OUTPUT, output_device)):
-        if device.startswith(wav_prefix):
-            continue
-        try:
-            portaudio.find(device, direction)
-        except AudioDeviceError as exc:
-            log.error("audio.%s.device: %s", direction, exc)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import pyaudio
 
 from pivoice.audio import devices
+from pivoice.audio.host import PortAudioHost
 from pivoice.audio.playout import PlayoutBuffer
 from pivoice.audio.health import STREAM_STALL_S, StreamWatch, XrunLog, failure, watch_blocking
 from pivoice.audio.ports import AudioDeviceError, OnError
@@ -63,13 +64,14 @@ class PyAudioSpeaker:
 
     def __init__(self, device: str = "default", sample_rate_hz: int | None = None, *, prime_ms: int = 60,
                  buffer_ms: int = 40, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio,
-                 portaudio: devices.PortAudioHost | None = None, clock: Callable[[], float] = time.monotonic,
+                 portaudio: PortAudioHost | None = None, clock: Callable[[], float] = time.monotonic,
                  stall_s: float = STREAM_STALL_S) -> None:
         self.device, self._wanted_rate_hz = device, sample_rate_hz
         self.sample_rate_hz = sample_rate_hz or 0
         self.prime_ms, self.buffer_ms = prime_ms, buffer_ms
         # the daemon passes one host for mic and speaker; standalone use gets a private one
-        self._host = portaudio or devices.PortAudioHost(pyaudio_factory)
+        self._host = portaudio or PortAudioHost(pyaudio_factory)
+        self._host.serve(device, devices.OUTPUT)
         self._pa: Any = None
         self._stream: Any = None
         self._buffer: PlayoutBuffer | None = None
@@ -96,9 +98,10 @@ class PyAudioSpeaker:
             self._buffer = PlayoutBuffer(rate_hz, rate_hz * self.prime_ms // 1000)
             self._watch.arm(on_error)
             try:
-                self._stream = self._pa.open(format=pyaudio.paInt16, channels=self._channels, rate=rate_hz,
-                                             output=True, output_device_index=index,
-                                             frames_per_buffer=rate_hz * self.buffer_ms // 1000, start=False)
+                self._stream = self._host.open_stream(format=pyaudio.paInt16, channels=self._channels,
+                                                      rate=rate_hz, output=True, output_device_index=index,
+                                                      frames_per_buffer=rate_hz * self.buffer_ms // 1000,
+                                                      start=False)
             except (OSError, ValueError) as exc:
                 raise AudioDeviceError(f"cannot open audio output [{index}] {self.device_name!r} at {rate_hz} Hz, "
                                        f"{self._channels} ch: {exc} (busy or unplugged?)") from exc
@@ -106,35 +109,47 @@ class PyAudioSpeaker:
             self._buffer.latency_samples = int(self.output_latency_s * rate_hz)
         except BaseException:
             self._watch.disarm()
+            if self._stream is not None:   # no thread has it yet
+                self._host.close_stream(self._stream)
             self._pa = self._stream = None
             raise
-        self._closing.clear()
+        # each writer gets its own flag: one left stuck in the driver by close() must stay closed
+        # when the next conversation opens
+        self._closing = threading.Event()
         self._flush = False
         self._thread = threading.Thread(target=self._write_loop, name="speaker", daemon=True,
-                                        args=(self._stream, self._buffer, on_drained))
+                                        args=(self._stream, self._buffer, on_drained, self._closing))
         self._thread.start()
         log.info("speaker: [%d] %r at %d Hz, %d ch, output latency %.0f ms", index, self.device_name, rate_hz,
                  self._channels, 1000 * self.output_latency_s)
 
-    def _write_loop(self, stream: Any, buffer: PlayoutBuffer, on_drained: Callable[[], None]) -> None:
+    def _write_loop(self, stream: Any, buffer: PlayoutBuffer, on_drained: Callable[[], None],
+                    closing: threading.Event) -> None:
         name_this_thread("speaker")
         try:
-            self._play(stream, buffer, on_drained)
+            self._play(stream, buffer, on_drained, closing)
         except Exception as exc:   # see ports.py: report once and end; PortAudio raises OSError on a lost device
-            if not self._closing.is_set():
+            if not closing.is_set():
                 self._watch.fail(failure(f"output {self.device_name!r}", "writing", exc))
+        finally:
+            # only this thread may close the stream (see PyAudioMic._read_loop)
+            error = self._host.close_stream(stream)
+            if error is not None:
+                level = logging.DEBUG if self._watch.failed else logging.WARNING   # already reported
+                log.log(level, "speaker %r: error while closing: %s", self.device_name, error)
 
-    def _play(self, stream: Any, buffer: PlayoutBuffer, on_drained: Callable[[], None]) -> None:
+    def _play(self, stream: Any, buffer: PlayoutBuffer, on_drained: Callable[[], None],
+              closing: threading.Event) -> None:
         rate_hz = self.sample_rate_hz
         period = rate_hz * self.buffer_ms // 1000
         running = False
         while True:
             with self._wake:
-                while not (self._closing.is_set() or self._flush or buffer.active()):
+                while not (closing.is_set() or self._flush or buffer.active()):
                     self._watch.idle()
                     self._wake.wait()
                 flush, self._flush = self._flush, False
-            if self._closing.is_set():
+            if closing.is_set():
                 return
             if flush or not buffer.active():
                 if running:   # barge-in: drop what the device holds, now
@@ -151,7 +166,7 @@ class PyAudioSpeaker:
             if room < period:
                 self._watch.busy()
                 with self._wake:   # stop() and close() wake this wait at once
-                    if not (self._flush or self._closing.is_set()):
+                    if not (self._flush or closing.is_set()):
                         self._wake.wait((period - room) / rate_hz + 0.002)
                 continue
             data, drained = buffer.pull(period)
@@ -201,15 +216,12 @@ class PyAudioSpeaker:
         with self._wake:
             self._closing.set()
             self._wake.notify()
-        thread, stream = self._thread, self._stream
+        thread = self._thread
         self._thread = self._stream = self._pa = None
         if thread is not None:
-            thread.join(1.0)   # it never waits inside PortAudio for longer than one period
-        if stream is not None:
-            try:
-                stream.stop_stream()
-                stream.close()
-            except OSError as exc:
-                level = logging.DEBUG if self._watch.failed else logging.WARNING   # already reported
-                log.log(level, "speaker %r: error while closing: %s", self.device_name, exc)
+            # it never waits inside PortAudio for longer than one period, then closes the stream
+            thread.join(1.0)
+            if thread.is_alive():
+                log.warning("speaker %r: the writer is stuck in the driver; its stream will be closed when "
+                            "the driver returns (until then the device may be busy)", self.device_name)
         # the PortAudio host stays initialised for the next conversation (see PortAudioHost)

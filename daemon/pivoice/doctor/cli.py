@@ -62,7 +62,7 @@ def default_checks(args: argparse.Namespace, stdin_isatty: bool) -> list[Any]:
 
     def portaudio():   # one PortAudio initialisation for mic and speaker, only if one needs it
         if not host:
-            from pivoice.audio.devices import PortAudioHost
+            from pivoice.audio.host import PortAudioHost
             host.append(PortAudioHost())
         return host[0]
 

@@ -1,0 +1,114 @@
+"""The PortAudio host of the daemon: one initialisation shared by the mic and the speaker, the
+streams opened on it, and the device list it re-reads only when that is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+import pyaudio
+
+from pivoice.audio import devices
+from pivoice.audio.devices import INPUT, OUTPUT
+from pivoice.audio.ports import AudioDeviceError
+
+log = logging.getLogger(__name__)
+
+
+class PortAudioHost:
+    """One PortAudio initialisation shared by the mic and the speaker, and the streams opened on it.
+
+    Pa_Initialize enumerates every ALSA device (measured: 80 ms), so paying it on each press would
+    be most of press-to-first-audio. The device list it takes is a snapshot, though, and the only way
+    to read it again is Pa_Terminate + Pa_Initialize. Pa_Terminate frees every stream still open
+    (PyAudio closes them first), and an audio thread still inside one of them then crashes the whole
+    process (reproduced: terminate while the mic reader waits in a read -> SIGSEGV; so did an unplugged
+    USB speaker at every press, when its lookup re-enumerated under the open mic). So the host counts
+    the streams opened through it (`open_stream`/`close_stream`) and re-enumerates only while none is
+    open. To still find a device plugged in after start-up, the first lookup of a conversation (nothing
+    open yet) checks every device the host serves (`serve`), not only the one asked for: a missing
+    speaker is noticed, and the list read again, before the mic opens.
+
+    Thread: serve/get/find/open_stream/refresh/terminate from the controller thread (or the CLI);
+    close_stream from the audio thread that owns the stream, which alone uses it until then.
+    """
+
+    def __init__(self, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio) -> None:
+        self._factory = pyaudio_factory
+        self._pa: Any = None
+        self._served: dict[tuple[str, str], None] = {}   # (device, direction), in order; a set that keeps order
+        self._lock = threading.Lock()
+        self._open_streams = 0   # guarded by _lock
+
+    def serve(self, wanted: str, direction: str) -> None:
+        """A mic or speaker on this host will look up `wanted` (checked at each conversation's first lookup)."""
+        self._served[(wanted, direction)] = None
+
+    @property
+    def open_streams(self) -> int:
+        with self._lock:
+            return self._open_streams
+
+    def get(self) -> Any:
+        if self._pa is None:
+            devices.quiet_native_audio_logs()
+            self._pa = self._factory()
+        return self._pa
+
+    def refresh(self) -> Any:
+        """Read the device list again, unless a stream is open (then the current snapshot stays)."""
+        if self.open_streams:
+            return self.get()
+        self.terminate()
+        return self.get()
+
+    def find(self, wanted: str, direction: str) -> tuple[Any, int, str]:
+        """(pa, index, name) of the `direction` device `wanted`. With no stream open, the list is read
+        again first if it lacks any served device."""
+        pa = self.get()
+        if not self.open_streams and not all(devices.matching_devices(pa, w, d) for w, d in {**self._served, (wanted, direction): None}):
+            pa = self.refresh()
+        return (pa, *devices.find_device(pa, wanted, direction))
+
+    def open_stream(self, **kwargs: Any) -> Any:
+        """`pa.open(**kwargs)`, counted as open until `close_stream`."""
+        stream = self.get().open(**kwargs)
+        with self._lock:
+            self._open_streams += 1
+        return stream
+
+    def close_stream(self, stream: Any) -> OSError | None:
+        """Stop and close a stream from `open_stream`; the first OSError (a lost device) is returned
+        for the caller to log, not raised: the stream is closed and uncounted either way."""
+        error = None
+        try:
+            for step in (stream.stop_stream, stream.close):
+                try:
+                    step()
+                except OSError as exc:
+                    error = error or exc
+        finally:
+            with self._lock:
+                self._open_streams -= 1
+        return error
+
+    def terminate(self) -> None:
+        """Pa_Terminate: only once no audio thread uses a stream (closes what PyAudio still has open)."""
+        pa, self._pa = self._pa, None
+        if pa is not None:
+            pa.terminate()
+
+
+def warm_up(portaudio: PortAudioHost, input_device: str, output_device: str, wav_prefix: str) -> None:
+    """Initialise PortAudio now (80 ms the first press would otherwise pay) and report a missing
+    device at start-up. Not fatal: a USB device may be plugged in later, and each press says it again.
+    Devices named `wav:...` are files, not PortAudio's. Main thread, at start-up."""
+    for direction, device in ((INPUT, input_device), (OUTPUT, output_device)):
+        if device.startswith(wav_prefix):
+            continue
+        try:
+            portaudio.find(device, direction)
+        except AudioDeviceError as exc:
+            log.error("audio.%s.device: %s", direction, exc)
