@@ -53,7 +53,9 @@ def response_events(client: RealtimeTestClient, mark: int) -> list[dict]:
 
 def test_scripted_say_function_calls_and_fallback(tmp_path, speech_pcm24):
     path = write_script(tmp_path, SCRIPT)
-    with run_dev_server(tmp_path, "--script", str(path), "--mode", "tone", "--audio-pace", "0") as dev:
+    # paced at twice real time, not as fast as possible: a response must still be in progress when
+    # the second response.create arrives (at pace 0 it could finish first; a flake in CI)
+    with run_dev_server(tmp_path, "--script", str(path), "--mode", "tone", "--audio-pace", "2") as dev:
         with RealtimeTestClient(dev.ws_url, dev.api_key) as client:
             client.wait_for("session.created")
             client.send({"type": "session.update", "session": {"type": "realtime", "tools": FUNCTION_TOOLS}})
