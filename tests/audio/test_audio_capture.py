@@ -80,8 +80,8 @@ def test_mic_downmixes_stereo_reframes_and_counts_overflows_from_lost_time(caplo
     assert stream.wait_for(lambda s: len(s.reads) == 2)
     with caplog.at_level(logging.WARNING):
         deliver(0.0)
-        deliver(0.2)      # 200 ms went missing: more than one 40 ms period behind -> an overflow
-        deliver(0.1)      # and 100 ms more
+        deliver(0.2)      # 200 ms went missing: more than one 100 ms period behind -> an overflow
+        deliver(0.15)     # and 150 ms more
         deliver(0.02)     # 20 ms of scheduling jitter is not a loss
         assert mic.overflows == 2
         assert not caplog.records   # the audio thread never logs (ports.py)

@@ -27,8 +27,9 @@ def test_mic_picks_device_by_substring_and_first_supported_rate():
     assert kwargs["input_device_index"] == 1 and kwargs["rate"] == 48000 and kwargs["channels"] == 1
     assert kwargs["input"] is True and kwargs["format"] == pyaudio.paInt16
     assert "stream_callback" not in kwargs   # blocking mode: our own thread reads
-    # a period of two frames, so the first one-frame read returns after about one frame
-    assert kwargs["frames_per_buffer"] == 1920 and mic.sample_rate_hz == 48000
+    # a period of one 100 ms block: PortAudio's read wakes once per period (the first frame does not
+    # wait for one: the reader asks how much is there, see test_audio_capture.py)
+    assert kwargs["frames_per_buffer"] == 4800 and mic.sample_rate_hz == 48000
     with pytest.raises(RuntimeError, match="already open"):
         mic.open(lambda frames: None)
     close_mic(mic, stream)

@@ -39,8 +39,11 @@ class PyAudioMic:
     by the work. A PortAudio callback wakes a thread PortAudio owns, and PyAudio builds and destroys a
     Python thread state for every call (measured ~12 % of the daemon's CPU at 50 callbacks/s). Our
     reader thread is an ordinary Python thread: it wakes once per `block_ms` read (10/s at 100 ms),
-    and between reads it waits inside PortAudio with the GIL released. The period is two frames, so
-    a read of one frame (the first after a press) returns after about one frame, not one block.
+    and between reads it waits inside PortAudio with the GIL released. The ALSA period is one block
+    too: PortAudio's blocking read wakes once per period, so a shorter one costs wakeups that bring
+    nothing (40 ms periods: 25/s; measured 13 % of the daemon's CPU in a conversation). The first
+    frame after a press does not wait for a period: `_await_first_frame` asks how much is there, and
+    a USB device's hardware pointer moves every millisecond or so.
 
     Overflows: PyAudio drops the samples of a read that reports an overflow if asked to raise, so we
     never ask; instead the reader compares the audio it got with the time that passed: a shortfall
@@ -80,15 +83,15 @@ class PyAudioMic:
             raise RuntimeError("PyAudioMic is already open")
         self._pa, index, self.device_name = self._host.find(self.device, devices.INPUT)
         try:
-            rate_hz, self._channels = devices.choose_format(self._pa, index, self.device_name, devices.INPUT,
-                                                            self._wanted_rate_hz, MIC_FALLBACK_RATES_HZ)
+            rate_hz, self._channels = self._host.choose_format(index, self.device_name, devices.INPUT,
+                                                              self._wanted_rate_hz, MIC_FALLBACK_RATES_HZ)
             self.sample_rate_hz = rate_hz
             frame_samples = rate_hz * self.frame_ms // 1000
             self._watch.arm(on_error)
             try:
                 self._stream = self._host.open_stream(format=pyaudio.paInt16, channels=self._channels, rate=rate_hz,
                                                       input=True, input_device_index=index,
-                                                      frames_per_buffer=2 * frame_samples)
+                                                      frames_per_buffer=self.block_ms * rate_hz // 1000)
             except (OSError, ValueError) as exc:
                 raise AudioDeviceError(f"cannot open audio input [{index}] {self.device_name!r} at {rate_hz} Hz, "
                                        f"{self._channels} ch: {exc} (busy or unplugged?)") from exc
@@ -121,7 +124,7 @@ class PyAudioMic:
     def _read(self, stream: Any, on_frames: OnFrames, frame_samples: int, closing: threading.Event) -> None:
         frame_bytes = 2 * frame_samples
         frames_per_block = self.block_ms // self.frame_ms
-        period_s = 2 * self.frame_ms / 1000
+        period_s = self.block_ms / 1000
         n_samples, captured_s, started_s, shortfall_s = frame_samples, 0.0, None, 0.0
         while not closing.is_set():
             try:
