@@ -108,16 +108,31 @@ def test_a_speaker_plugged_in_after_start_up_is_found_at_the_next_press_although
     assert host.open_streams == 0 and made[2].streams[1].closed
 
 
-def test_portaudio_host_with_every_served_device_present_never_re_enumerates():
+def test_portaudio_host_with_every_served_device_present_never_re_enumerates_nor_tests_formats_again():
     factory, made = snapshots([USB_MIC, USB_SPEAKER])
     host = PortAudioHost(factory)
     mic, speaker = PyAudioMic("usb pnp", portaudio=host), PyAudioSpeaker("uacdemo", portaudio=host)
-    for _ in range(3):              # three conversations: one initialisation (~80 ms on a Pi) in all
+
+    def conversation():
         mic.open(lambda frames: None)
         speaker.open(lambda: None)
         close_mic(mic, made[0].streams[-2])
         speaker.close()
+    conversation()
+    checks = made[0].format_checks
+    assert checks >= 2
+    for _ in range(2):              # one initialisation (~80 ms on a Pi) and one format test per device in all
+        conversation()
     assert len(made) == 1 and not made[0].terminated and host.open_streams == 0
+    assert made[0].format_checks == checks
+    assert [s.kwargs["rate"] for s in made[0].streams] == [48000, 48000] * 3
+
+    # an open that fails (another device now under that name?) has the formats worked out again
+    made[0].open_error = OSError(pyaudio.paDeviceUnavailable, "Device unavailable")
+    with pytest.raises(AudioDeviceError, match="busy or unplugged"):
+        mic.open(lambda frames: None)
+    conversation()
+    assert made[0].format_checks > checks
 
 
 def test_mic_errors_list_inputs_and_rates():

@@ -62,6 +62,7 @@ class FakePyAudio:
         self.streams: list[FakeStream] = []
         self.terminated = False
         self.closed_by_terminate: list[FakeStream] = []
+        self.format_checks = 0
 
     def __call__(self) -> "FakePyAudio":  # lets the instance itself serve as pyaudio_factory
         return self
@@ -88,6 +89,7 @@ class FakePyAudio:
 
     def is_format_supported(self, rate, input_device=None, input_channels=None, input_format=None,
                             output_device=None, output_channels=None, output_format=None) -> bool:
+        self.format_checks += 1   # a real one opens the device to test the format
         if input_device is not None:
             ok = input_channels in self.devices[input_device].get("inputs", {}).get(rate, ())
         else:

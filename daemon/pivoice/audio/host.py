@@ -31,6 +31,11 @@ class PortAudioHost:
     open yet) checks every device the host serves (`serve`), not only the one asked for: a missing
     speaker is noticed, and the list read again, before the mic opens.
 
+    The format each device is opened with is kept too (`choose_format`): PortAudio tests a format by
+    opening the device (through PulseAudio's plugin: a connection to the server), 3.5 ms of CPU per
+    device per press, paid before the mic could open. It is worked out again after the list is re-read
+    or after an open fails.
+
     Thread: serve/get/find/open_stream/refresh/terminate from the controller thread (or the CLI);
     close_stream from the audio thread that owns the stream, which alone uses it until then.
     """
@@ -41,6 +46,7 @@ class PortAudioHost:
         self._served: dict[tuple[str, str], None] = {}   # (device, direction), in order; a set that keeps order
         self._lock = threading.Lock()
         self._open_streams = 0   # guarded by _lock
+        self._formats: dict[tuple, tuple[int, int]] = {}
 
     def serve(self, wanted: str, direction: str) -> None:
         """A mic or speaker on this host will look up `wanted` (checked at each conversation's first lookup)."""
@@ -72,9 +78,22 @@ class PortAudioHost:
             pa = self.refresh()
         return (pa, *devices.find_device(pa, wanted, direction))
 
+    def choose_format(self, index: int, name: str, direction: str, wanted_rate_hz: int | None,
+                      fallback_rates_hz: tuple[int, ...]) -> tuple[int, int]:
+        """(rate_hz, channels) for the device, as `devices.choose_format`, worked out once per device list."""
+        key = (index, name, direction, wanted_rate_hz, fallback_rates_hz)
+        if key not in self._formats:
+            self._formats[key] = devices.choose_format(self.get(), index, name, direction, wanted_rate_hz,
+                                                       fallback_rates_hz)
+        return self._formats[key]
+
     def open_stream(self, **kwargs: Any) -> Any:
         """`pa.open(**kwargs)`, counted as open until `close_stream`."""
-        stream = self.get().open(**kwargs)
+        try:
+            stream = self.get().open(**kwargs)
+        except BaseException:
+            self._formats.clear()   # the device may not be the one the formats were worked out for
+            raise
         with self._lock:
             self._open_streams += 1
         return stream
@@ -97,6 +116,7 @@ class PortAudioHost:
     def terminate(self) -> None:
         """Pa_Terminate: only once no audio thread uses a stream (closes what PyAudio still has open)."""
         pa, self._pa = self._pa, None
+        self._formats.clear()
         if pa is not None:
             pa.terminate()
 

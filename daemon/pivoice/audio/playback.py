@@ -92,8 +92,8 @@ class PyAudioSpeaker:
             raise RuntimeError("PyAudioSpeaker is already open")
         self._pa, index, self.device_name = self._host.find(self.device, devices.OUTPUT)
         try:
-            rate_hz, self._channels = devices.choose_format(self._pa, index, self.device_name, devices.OUTPUT,
-                                                            self._wanted_rate_hz, SPEAKER_FALLBACK_RATES_HZ)
+            rate_hz, self._channels = self._host.choose_format(index, self.device_name, devices.OUTPUT,
+                                                              self._wanted_rate_hz, SPEAKER_FALLBACK_RATES_HZ)
             self.sample_rate_hz = rate_hz
             self._buffer = PlayoutBuffer(rate_hz, rate_hz * self.prime_ms // 1000)
             self._watch.arm(on_error)
