@@ -98,6 +98,28 @@ def test_pyaudio_speaker_plays_out_drains_once_and_stops_the_stream_between_repl
     assert stream.closed
 
 
+def test_pyaudio_speaker_waiting_for_room_is_not_woken_by_each_delta_but_a_stop_still_reaches_it():
+    # while a reply arrives (faster than real time) deltas come tens of times a second; the writer
+    # waiting for the device to make room has nothing to do with them
+    pa = FakePyAudio([USB_SPEAKER])
+    spk = PyAudioSpeaker(pyaudio_factory=pa, prime_ms=0, buffer_ms=100)   # 100 ms periods: one room check each
+    spk.open(Drains())
+    stream = pa.streams[0]
+    spk.write(ramp(16000))                   # 1 s queued: the writer fills the device, then waits for room
+    assert stream.wait_for(lambda s: s.write_available() < 1600)
+    polls = stream.polls
+    for _ in range(40):                       # 40 deltas, 5 ms apart, while the device plays nothing
+        spk.write(ramp(160))
+        time.sleep(0.005)
+    # before: one early wakeup per delta (40); now only the timed room checks, ~one per 100 ms
+    assert stream.polls - polls <= 5, stream.polls - polls
+    stop_at = time.monotonic()
+    spk.stop()                                # a barge-in still reaches it at once
+    assert stream.wait_for(lambda s: s.stops == 1)
+    assert time.monotonic() - stop_at < 0.05
+    spk.close()
+
+
 def test_pyaudio_speaker_stop_drops_the_device_buffer_at_once_and_never_drains_after_it():
     # 200 ms periods: a writer that only noticed stop() on its next poll would take 200 ms
     pa = FakePyAudio([USB_SPEAKER], output_latency_s=0.4)

@@ -79,6 +79,9 @@ class PyAudioSpeaker:
         self._wake = threading.Condition()
         self._closing = threading.Event()
         self._flush = False   # guarded by _wake: stop() asks the writer to drop what the device holds
+        # guarded by _wake: the writer waits for audio (not for room), so write() has news for it.
+        # While it waits for room, a delta (tens a second while a reply arrives) would only wake it early.
+        self._awaiting_audio = False
         self._channels = 1
         self.device_name = ""
         self.output_latency_s = 0.0
@@ -147,7 +150,9 @@ class PyAudioSpeaker:
             with self._wake:
                 while not (closing.is_set() or self._flush or buffer.active()):
                     self._watch.idle()
+                    self._awaiting_audio = True
                     self._wake.wait()
+                    self._awaiting_audio = False
                 flush, self._flush = self._flush, False
             if closing.is_set():
                 return
@@ -192,7 +197,8 @@ class PyAudioSpeaker:
     def write(self, pcm16: bytes) -> None:
         self._buffer.write(pcm16)
         with self._wake:
-            self._wake.notify()
+            if self._awaiting_audio:
+                self._wake.notify()
 
     def stop(self) -> None:
         if self._buffer is not None:
