@@ -63,7 +63,8 @@ def build_mic(cfg: Config, portaudio):
     inp = cfg.audio.input
     if inp.device.startswith(WAV_PREFIX):
         return WavMic(inp.device[len(WAV_PREFIX):], frame_ms=inp.frame_ms, block_ms=inp.block_ms)
-    return PyAudioMic(inp.device, inp.sample_rate_hz, inp.frame_ms, block_ms=inp.block_ms, portaudio=portaudio)
+    return PyAudioMic(inp.device, inp.sample_rate_hz, inp.frame_ms, block_ms=inp.block_ms, period_ms=inp.period_ms,
+                      portaudio=portaudio)
 
 
 def build_speaker(cfg: Config, portaudio):

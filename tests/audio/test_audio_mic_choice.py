@@ -33,6 +33,11 @@ def test_mic_picks_device_by_substring_and_first_supported_rate():
     with pytest.raises(RuntimeError, match="already open"):
         mic.open(lambda frames: None)
     close_mic(mic, stream)
+    # audio.input.period_ms, for a device (or a test rig) that wants another period; reads stay one block
+    short = PyAudioMic("usb pnp", pyaudio_factory=pa, period_ms=40)
+    short.open(lambda frames: None)
+    assert pa.streams[-1].kwargs["frames_per_buffer"] == 1920 and short.block_ms == 100
+    close_mic(short, pa.streams[-1])
     mic.close()  # idempotent
     # PortAudio stays initialised between conversations: re-enumerating costs ~80 ms per press
     assert stream.closed and stream.stops == 1 and not pa.terminated

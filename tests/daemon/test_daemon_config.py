@@ -60,6 +60,7 @@ def test_minimal_config_gets_voice_device_defaults(tmp_path):
 @pytest.mark.parametrize("path,value,where,reason", [
     ("audio.input.frame_ms", 25, "audio.input.frame_ms", "must be one of 10, 20, 30"),
     ("audio.input.block_ms", 90, "audio.input.block_ms", "90 is not a multiple of frame_ms (20)"),
+    ("audio.input.period_ms", 2, "audio.input.period_ms", "must be >= 5"),
     ("audio.gate.aggressiveness", 4, "audio.gate.aggressiveness", "must be <= 3"),
     ("audio.input.device", "wav:", "audio.input.device", "wav: needs a file path"),
     ("audio.input.colour", "blue", "audio.input.colour", "unknown key"),

@@ -54,7 +54,7 @@ class PyAudioMic:
     """
 
     def __init__(self, device: str = "default", sample_rate_hz: int | None = None, frame_ms: int = 20, *,
-                 block_ms: int = 100, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio,
+                 block_ms: int = 100, period_ms: int | None = None, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio,
                  portaudio: PortAudioHost | None = None,
                  monotonic: Callable[[], float] = time.monotonic, stall_s: float = STREAM_STALL_S) -> None:
         if block_ms % frame_ms:
@@ -63,6 +63,7 @@ class PyAudioMic:
         self._wanted_rate_hz = sample_rate_hz
         self.sample_rate_hz = sample_rate_hz or 0
         self.frame_ms, self.block_ms = frame_ms, block_ms
+        self.period_ms = period_ms or block_ms
         # the daemon passes one host for mic and speaker; standalone use gets a private one
         self._host = portaudio or PortAudioHost(pyaudio_factory)
         self._host.serve(device, devices.INPUT)
@@ -91,7 +92,7 @@ class PyAudioMic:
             try:
                 self._stream = self._host.open_stream(format=pyaudio.paInt16, channels=self._channels, rate=rate_hz,
                                                       input=True, input_device_index=index,
-                                                      frames_per_buffer=self.block_ms * rate_hz // 1000)
+                                                      frames_per_buffer=self.period_ms * rate_hz // 1000)
             except (OSError, ValueError) as exc:
                 raise AudioDeviceError(f"cannot open audio input [{index}] {self.device_name!r} at {rate_hz} Hz, "
                                        f"{self._channels} ch: {exc} (busy or unplugged?)") from exc
@@ -124,7 +125,7 @@ class PyAudioMic:
     def _read(self, stream: Any, on_frames: OnFrames, frame_samples: int, closing: threading.Event) -> None:
         frame_bytes = 2 * frame_samples
         frames_per_block = self.block_ms // self.frame_ms
-        period_s = self.block_ms / 1000
+        period_s = max(self.block_ms, self.period_ms) / 1000
         n_samples, captured_s, started_s, shortfall_s = frame_samples, 0.0, None, 0.0
         while not closing.is_set():
             try:

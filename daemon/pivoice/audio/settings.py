@@ -17,6 +17,7 @@ class InputConfig:
     sample_rate_hz: int | None
     frame_ms: int
     block_ms: int            # audio per read after the first frame: the mic thread wakes once per block
+    period_ms: int | None = None   # the ALSA period the mic is opened with; None = block_ms
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def read_audio(sec: Section) -> AudioConfig:
         sample_rate_hz=inp.int("sample_rate_hz", None, nullable=True, min=8000, max=192000),
         frame_ms=inp.int("frame_ms", 20, choices=(10, 20, 30)),
         block_ms=inp.int("block_ms", 100, min=10, max=500),
+        period_ms=inp.int("period_ms", None, nullable=True, min=5, max=500),
     )
     if input_cfg.block_ms % input_cfg.frame_ms:
         raise inp.error("block_ms", f"{input_cfg.block_ms} is not a multiple of frame_ms ({input_cfg.frame_ms})")
