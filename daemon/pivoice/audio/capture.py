@@ -68,7 +68,6 @@ class PyAudioMic:
         self._host = portaudio or PortAudioHost(pyaudio_factory)
         self._host.serve(device, devices.INPUT)
         self._clock = monotonic
-        self._pa: Any = None
         self._stream: Any = None
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
@@ -82,7 +81,7 @@ class PyAudioMic:
     def open(self, on_frames: OnFrames, on_error: OnError | None = None) -> None:
         if self._stream is not None:
             raise RuntimeError("PyAudioMic is already open")
-        self._pa, index, self.device_name = self._host.find(self.device, devices.INPUT)
+        index, self.device_name = self._host.find(self.device, devices.INPUT)
         try:
             rate_hz, self._channels = self._host.choose_format(index, self.device_name, devices.INPUT,
                                                               self._wanted_rate_hz, MIC_FALLBACK_RATES_HZ)
@@ -98,7 +97,6 @@ class PyAudioMic:
                                        f"{self._channels} ch: {exc} (busy or unplugged?)") from exc
         except BaseException:
             self._watch.disarm()
-            self._pa = None
             raise
         # each reader gets its own flag: one left stuck in the driver by close() must stay closed
         # when the next conversation opens
@@ -117,10 +115,7 @@ class PyAudioMic:
             # Only this thread may close the stream: closing it while a read is inside PortAudio frees
             # memory the read still uses (a crash, not an error). So close() waits for us, and a reader
             # stuck in the driver takes its stream with it when the driver lets go.
-            error = self._host.close_stream(stream)
-            if error is not None:
-                level = logging.DEBUG if self._watch.failed else logging.WARNING   # already reported
-                log.log(level, "mic %r: error while closing: %s", self.device_name, error)
+            self._host.close_stream(stream, f"mic {self.device_name!r}", already_reported=self._watch.failed)
 
     def _read(self, stream: Any, on_frames: OnFrames, frame_samples: int, closing: threading.Event) -> None:
         frame_bytes = 2 * frame_samples
@@ -179,7 +174,7 @@ class PyAudioMic:
         self._watch.disarm()
         self._closing.set()
         thread = self._thread
-        self._thread = self._stream = self._pa = None
+        self._thread = self._stream = None
         if thread is not None:
             # the current read ends within block_ms, and the reader then closes the stream; a stalled
             # device gets no longer than this, and keeps its stream until the driver returns

@@ -43,14 +43,14 @@ class PortAudioHost:
     def __init__(self, pyaudio_factory: Callable[[], Any] = pyaudio.PyAudio) -> None:
         self._factory = pyaudio_factory
         self._pa: Any = None
-        self._served: dict[tuple[str, str], None] = {}   # (device, direction), in order; a set that keeps order
+        self._served: set[tuple[str, str]] = set()   # (device, direction)
         self._lock = threading.Lock()
         self._open_streams = 0   # guarded by _lock
         self._formats: dict[tuple, tuple[int, int]] = {}
 
     def serve(self, wanted: str, direction: str) -> None:
         """A mic or speaker on this host will look up `wanted` (checked at each conversation's first lookup)."""
-        self._served[(wanted, direction)] = None
+        self._served.add((wanted, direction))
 
     @property
     def open_streams(self) -> int:
@@ -70,13 +70,14 @@ class PortAudioHost:
         self.terminate()
         return self.get()
 
-    def find(self, wanted: str, direction: str) -> tuple[Any, int, str]:
-        """(pa, index, name) of the `direction` device `wanted`. With no stream open, the list is read
+    def find(self, wanted: str, direction: str) -> tuple[int, str]:
+        """(index, name) of the `direction` device `wanted`. With no stream open, the list is read
         again first if it lacks any served device."""
         pa = self.get()
-        if not self.open_streams and not all(devices.matching_devices(pa, w, d) for w, d in {**self._served, (wanted, direction): None}):
+        expected = self._served | {(wanted, direction)}
+        if not self.open_streams and not all(devices.matching_devices(pa, w, d) for w, d in expected):
             pa = self.refresh()
-        return (pa, *devices.find_device(pa, wanted, direction))
+        return devices.find_device(pa, wanted, direction)
 
     def choose_format(self, index: int, name: str, direction: str, wanted_rate_hz: int | None,
                       fallback_rates_hz: tuple[int, ...]) -> tuple[int, int]:
@@ -98,20 +99,21 @@ class PortAudioHost:
             self._open_streams += 1
         return stream
 
-    def close_stream(self, stream: Any) -> OSError | None:
-        """Stop and close a stream from `open_stream`; the first OSError (a lost device) is returned
-        for the caller to log, not raised: the stream is closed and uncounted either way."""
-        error = None
+    def close_stream(self, stream: Any, label: str, already_reported: bool) -> None:
+        """Stop and close a stream from `open_stream`. An OSError (a lost device) is logged under
+        `label`, at DEBUG if the device's failure was `already_reported`; the stream is closed and
+        uncounted either way."""
         try:
             for step in (stream.stop_stream, stream.close):
                 try:
                     step()
                 except OSError as exc:
-                    error = error or exc
+                    log.log(logging.DEBUG if already_reported else logging.WARNING,
+                            "%s: error while closing: %s", label, exc)
+                    already_reported = True   # one line per close
         finally:
             with self._lock:
                 self._open_streams -= 1
-        return error
 
     def terminate(self) -> None:
         """Pa_Terminate: only once no audio thread uses a stream (closes what PyAudio still has open)."""

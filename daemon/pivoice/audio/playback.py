@@ -72,7 +72,6 @@ class PyAudioSpeaker:
         # the daemon passes one host for mic and speaker; standalone use gets a private one
         self._host = portaudio or PortAudioHost(pyaudio_factory)
         self._host.serve(device, devices.OUTPUT)
-        self._pa: Any = None
         self._stream: Any = None
         self._buffer: PlayoutBuffer | None = None
         self._thread: threading.Thread | None = None
@@ -93,7 +92,7 @@ class PyAudioSpeaker:
     def open(self, on_drained: Callable[[], None], on_error: OnError | None = None) -> None:
         if self._stream is not None:
             raise RuntimeError("PyAudioSpeaker is already open")
-        self._pa, index, self.device_name = self._host.find(self.device, devices.OUTPUT)
+        index, self.device_name = self._host.find(self.device, devices.OUTPUT)
         try:
             rate_hz, self._channels = self._host.choose_format(index, self.device_name, devices.OUTPUT,
                                                               self._wanted_rate_hz, SPEAKER_FALLBACK_RATES_HZ)
@@ -113,8 +112,8 @@ class PyAudioSpeaker:
         except BaseException:
             self._watch.disarm()
             if self._stream is not None:   # no thread has it yet
-                self._host.close_stream(self._stream)
-            self._pa = self._stream = None
+                self._host.close_stream(self._stream, f"speaker {self.device_name!r}", already_reported=True)
+            self._stream = None
             raise
         # each writer gets its own flag: one left stuck in the driver by close() must stay closed
         # when the next conversation opens
@@ -136,10 +135,7 @@ class PyAudioSpeaker:
                 self._watch.fail(failure(f"output {self.device_name!r}", "writing", exc))
         finally:
             # only this thread may close the stream (see PyAudioMic._read_loop)
-            error = self._host.close_stream(stream)
-            if error is not None:
-                level = logging.DEBUG if self._watch.failed else logging.WARNING   # already reported
-                log.log(level, "speaker %r: error while closing: %s", self.device_name, error)
+            self._host.close_stream(stream, f"speaker {self.device_name!r}", already_reported=self._watch.failed)
 
     def _play(self, stream: Any, buffer: PlayoutBuffer, on_drained: Callable[[], None],
               closing: threading.Event) -> None:
@@ -223,7 +219,7 @@ class PyAudioSpeaker:
             self._closing.set()
             self._wake.notify()
         thread = self._thread
-        self._thread = self._stream = self._pa = None
+        self._thread = self._stream = None
         if thread is not None:
             # it never waits inside PortAudio for longer than one period, then closes the stream
             thread.join(1.0)
